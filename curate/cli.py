@@ -1,0 +1,217 @@
+"""The `curate` command: run, validate, stages, and the subcommands other parts of the package add."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from typing import Any
+
+from curate.errors import CurateError
+
+# Modules that add subcommands through register_cli(subparsers); each is optional and imported lazily enough
+# that `curate --help` stays fast (no torch, no ray at import).
+SUBCOMMAND_MODULES = ("curate.samples", "curate.train.cli", "curate.cluster")
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger("curate")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pipeline", help="a pipeline file, or the name of a bundled one (e.g. fineweb.yaml)")
+    p.add_argument("--input", help="override input.path (a file, directory, glob or fsspec URL)")
+    p.add_argument("--output", help="override output.path")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a value, e.g. --set stages.lang.language_threshold=0.8 (repeatable)",
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from curate import config, engine
+
+    pipeline = config.load(args.pipeline, args.overrides, args.input, args.output)
+    stats = engine.run(pipeline, runner=args.runner, address=args.address, overwrite=args.overwrite)
+    print(format_stats(stats, pipeline.output.path))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from curate import config
+    from curate.engine.core import plan_segments, stage_schemas
+
+    pipeline = config.load(args.pipeline, args.overrides, args.input, args.output)
+    _, kept = stage_schemas(pipeline)
+    segments = plan_segments(pipeline.stages)
+    print(f"{pipeline.file}: ok — {len(pipeline.stages)} stage(s), {len(pipeline.input.files())} input file(s)")
+    for seg in segments:
+        how = "global" if seg.kind == "global" else "actor pool" if seg.stateful else "tasks"
+        print(f"  {seg.label}  [{how}]")
+    print(f"  output columns: {', '.join(kept.names)}")
+    if args.show:
+        print(pipeline.to_yaml())
+    return 0
+
+
+def cmd_stages(args: argparse.Namespace) -> int:
+    from curate import registry
+
+    rows = []
+    for name in registry.names():
+        try:
+            cls = registry.load(name)
+        except CurateError as e:
+            rows.append({"name": name, "error": e.message})
+            continue
+        kind = (
+            "global"
+            if cls.is_global
+            else "filter"
+            if _is("Filter", cls)
+            else "mapper"
+            if _is("Mapper", cls)
+            else "stage"
+        )
+        params = [
+            {
+                "name": p.name,
+                "type": _type_str(p.type),
+                "default": None if p.required else p.default,
+                "required": p.required,
+            }
+            for p in cls.params()
+        ]
+        rows.append({"name": name, "kind": kind, "doc": cls.summary(), "params": params})
+    if args.json:
+        print(json.dumps(rows, indent=2, default=repr))
+        return 0
+    for row in rows:
+        if "error" in row:
+            print(f"{row['name']}: cannot load ({row['error']})")
+            continue
+        print(f"{row['name']}  ({row['kind']})  {row['doc']}")
+        for p in row["params"]:
+            default = "required" if p["required"] else f"default {p['default']!r}"
+            print(
+                f"    {p['name']}: {p['type']} = {default}"
+                if not p["required"]
+                else f"    {p['name']}: {p['type']} ({default})"
+            )
+    return 0
+
+
+def _is(base: str, cls: type) -> bool:
+    return any(k.__name__ == base and k.__module__ == "curate.stage" for k in cls.__mro__)
+
+
+def _type_str(t: Any) -> str:
+    from curate.typecheck import type_name
+
+    return type_name(t)
+
+
+def format_stats(stats: dict[str, Any], out: str) -> str:
+    lines = [
+        f"{stats['pipeline']}: {stats['input_docs']:,} documents in, {stats['output_docs']:,} kept, "
+        f"{stats['rejected_docs']:,} rejected ({stats['seconds']:.1f}s, {stats['runner']} runner)",
+        f"{'stage':<22}{'in':>10}{'kept':>10}{'rejected':>10}{'seconds':>9}  top reasons",
+    ]
+    for s in stats["stages"]:
+        if s["id"] == "input" and not s["rejected"]:
+            continue
+        top = ", ".join(f"{k} {v:,}" for k, v in list(s["reasons"].items())[:3])
+        lines.append(f"{s['id']:<22}{s['docs_in']:>10,}{s['kept']:>10,}{s['rejected']:>10,}{s['seconds']:>9.1f}  {top}")
+    lines.append(f"output: {out}/data  (rejected: {out}/rejected, stats: {out}/stats.json)")
+    return "\n".join(lines)
+
+
+class _CommonSubparsers:
+    """Subparsers that all accept -v/-q, after the subcommand as well as before it."""
+
+    def __init__(self, sub: Any, common: argparse.ArgumentParser) -> None:
+        self._sub = sub
+        self._common = common
+        self.required = True
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        kwargs.setdefault("parents", []).append(self._common)
+        return self._sub.add_parser(name, **kwargs)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "required":
+            object.__setattr__(self, name, value)
+            if "_sub" in self.__dict__:
+                self._sub.required = value
+            return
+        object.__setattr__(self, name, value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    common.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    parser = argparse.ArgumentParser(
+        prog="curate", description="Turn raw web crawls into pretraining data.", parents=[common]
+    )
+    sub = _CommonSubparsers(parser.add_subparsers(dest="command", metavar="COMMAND"), common)
+
+    p = sub.add_parser("run", help="run a pipeline")
+    _add_pipeline_args(p)
+    p.add_argument("--runner", choices=("ray", "local"), default="ray", help="Ray Data (default) or in-process")
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else an embedded local Ray)")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run in the output directory")
+    p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser("validate", help="check a pipeline file without running it")
+    _add_pipeline_args(p)
+    p.add_argument("--show", action="store_true", help="print the resolved pipeline")
+    p.set_defaults(fn=cmd_validate)
+
+    p = sub.add_parser("stages", help="list every registered stage with its parameters")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_stages)
+
+    for module_name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name and module_name.startswith(e.name):
+                continue
+            raise
+        register = getattr(module, "register_cli", None)
+        if register is not None:
+            register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(-1 if args.quiet else args.verbose)
+    try:
+        return int(args.fn(args) or 0)
+    except CurateError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        if e.hint:
+            print(f"hint: {e.hint}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Global dedup stages: exact text, URL (and MinHash near-duplicates)."""

@@ -1,0 +1,344 @@
+"""What both runners share: the plan (segments and schemas), the segment runner, the ledger and the stats.
+
+A segment is a chain of row-wise stages fused into one pass over each batch; global stages sit between segments.
+Rejected rows travel with the batch (in the reserved __reason__/__stage__ columns) to the one writer, so that a
+document is written exactly once, kept or rejected, whatever retries happen upstream.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curate.config import Pipeline, StageSpec
+from curate.errors import ConfigError, ConservationError, StageError
+from curate.schema import INPUT_STAGE, REASON, RESERVED, STAGE, with_reserved
+from curate.stage import Stage, StageResult
+
+log = logging.getLogger("curate.engine")
+
+
+# -- the plan ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Segment:
+    """Stages that run fused on each batch (kind 'row'), or one global stage (kind 'global')."""
+
+    kind: str
+    specs: list[StageSpec]
+    resources: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def stateful(self) -> bool:
+        return any(s.cls.needs_setup() for s in self.specs)
+
+    @property
+    def label(self) -> str:
+        return "+".join(s.id for s in self.specs)
+
+
+def plan_segments(specs: list[StageSpec]) -> list[Segment]:
+    """Fuse row stages: stateless stages run as tasks; from the first stage with setup() on, the chain runs in an
+    actor pool (setup once per actor); a global stage or different resources start a new segment."""
+    segments: list[Segment] = []
+    for spec in specs:
+        if spec.cls.is_global:
+            segments.append(Segment("global", [spec], spec.resources))
+            continue
+        last = segments[-1] if segments else None
+        fits = (
+            last is not None
+            and last.kind == "row"
+            and last.resources == spec.resources
+            and (last.stateful or not spec.cls.needs_setup())
+        )
+        if fits:
+            last.specs.append(spec)  # type: ignore[union-attr]
+        else:
+            segments.append(Segment("row", [spec], spec.resources))
+    return segments
+
+
+def stage_schemas(pipeline: Pipeline) -> tuple[dict[str, pa.Schema], pa.Schema]:
+    """The schema at each stage's input, and the schema of kept documents. Checks each stage's input columns."""
+    schema = pipeline.input.schema()
+    out: dict[str, pa.Schema] = {INPUT_STAGE: schema}
+    for spec in pipeline.stages:
+        missing = [c for c in spec.cls.input_columns if c not in schema.names]
+        if missing:
+            raise ConfigError(
+                f"{pipeline.file}:{spec.line or '?'}: stage '{spec.id}' ({spec.uses}) needs column(s) "
+                f"{', '.join(missing)}, which the input and earlier stages do not provide "
+                f"(available: {', '.join(schema.names)})",
+                hint="an HTML extraction stage (trafilatura) must come before stages that read text"
+                if "text" in missing or "html" in missing
+                else None,
+            )
+        out[spec.id] = schema
+        keep = [f for f in schema if f.name not in spec.cls.drop_columns and f.name not in spec.cls.output_columns]
+        schema = pa.schema(keep + [pa.field(n, t) for n, t in spec.cls.output_columns.items()])
+    return out, schema
+
+
+# -- the ledger: input counts, stage timings and progress --------------------------------------------------------
+
+
+class Ledger:
+    """Counts kept by the driver (local) or an actor (Ray). Input counts are keyed by read unit, so a retried
+    read reports the same figure again instead of adding to it."""
+
+    def __init__(self) -> None:
+        self.units: dict[str, int] = {}
+        self.stages: dict[str, dict[str, Any]] = {}
+        self.errors: dict[str, int] = {}
+        self.started = time.time()
+
+    def unit_done(self, key: str, docs: int) -> None:
+        self.units[key] = docs
+
+    def stage_batch(
+        self, stage: str, docs_in: int, rejected: dict[str, int], seconds: float, counters: dict[str, int]
+    ) -> None:
+        s = self.stages.setdefault(stage, {"docs_in": 0, "rejected": {}, "seconds": 0.0, "counters": {}})
+        s["docs_in"] += docs_in
+        s["seconds"] += seconds
+        for k, v in rejected.items():
+            s["rejected"][k] = s["rejected"].get(k, 0) + v
+        for k, v in counters.items():
+            s["counters"][k] = s["counters"].get(k, 0) + v
+
+    def add_errors(self, stage: str, n: int) -> int:
+        self.errors[stage] = self.errors.get(stage, 0) + n
+        return sum(self.errors.values())
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"units": dict(self.units), "stages": self.stages, "errors": dict(self.errors)}
+
+
+class Reporter(Protocol):
+    def stage_batch(
+        self, stage: str, docs_in: int, rejected: dict[str, int], seconds: float, counters: dict
+    ) -> None: ...
+
+    def add_errors(self, stage: str, n: int) -> int: ...
+
+
+# -- the segment runner ------------------------------------------------------------------------------------------
+
+
+class SegmentRunner:
+    """Runs a fused chain of row stages over a batch; rejected rows leave the chain with their reason."""
+
+    def __init__(
+        self,
+        specs: list[StageSpec],
+        reporter: Reporter,
+        max_stage_errors: int = 100,
+        schemas: dict[str, pa.Schema] | None = None,
+    ) -> None:
+        self.ids = [s.id for s in specs]
+        self.stages: list[Stage] = [s.build() for s in specs]
+        self.reporter = reporter
+        self.max_stage_errors = max_stage_errors
+        self._tracebacks_logged = 0
+        for sid, stage in zip(self.ids, self.stages):
+            try:
+                stage.setup()
+            except Exception as e:
+                if isinstance(e, StageError):
+                    raise
+                raise StageError(f"stage '{sid}' failed in setup(): {type(e).__name__}: {e}") from e
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        batch = with_reserved(batch)
+        reasons = batch.column(REASON)
+        if reasons.null_count == batch.num_rows:
+            live, out = batch, []
+        else:
+            alive = pc.is_null(reasons)
+            live, out = batch.filter(alive), [batch.filter(pc.invert(alive))]
+        work = live.drop_columns(list(RESERVED))
+        for sid, stage in zip(self.ids, self.stages):
+            if work.num_rows == 0:
+                break
+            t0 = time.perf_counter()
+            result = self._apply(sid, stage, work)
+            seconds = time.perf_counter() - t0
+            counters = stage.__dict__.pop("_counters", None) or {}
+            if result.reasons is None:
+                self.reporter.stage_batch(sid, work.num_rows, {}, seconds, counters)
+                work = result.table
+                continue
+            keep = pc.is_null(result.reasons)
+            drop = pc.invert(keep)
+            rejected = work.filter(drop)  # rejected documents as they entered the stage
+            why = result.reasons.filter(drop)
+            n = rejected.num_rows
+            rejected = rejected.append_column(REASON, why).append_column(STAGE, pa.array([sid] * n, pa.string()))
+            out.append(rejected)
+            tally = pc.value_counts(why).to_pylist()
+            self.reporter.stage_batch(sid, work.num_rows, {d["values"]: d["counts"] for d in tally}, seconds, counters)
+            work = result.table.filter(keep)
+        out.insert(0, with_reserved(work))
+        return pa.concat_tables(out, promote_options="permissive") if len(out) > 1 else out[0]
+
+    def _apply(self, sid: str, stage: Stage, table: pa.Table) -> StageResult:
+        try:
+            result = stage.apply(table)
+        except Exception as e:
+            if isinstance(e, StageError):
+                raise
+            return self._apply_per_row(sid, stage, table)
+        return _checked(sid, stage, table, result)
+
+    def _apply_per_row(self, sid: str, stage: Stage, table: pa.Table) -> StageResult:
+        """A stage raised on a batch: find the documents it raises on, reject them as stage_error:<stage>."""
+        tables: list[pa.Table] = []
+        reasons: list[str | None] = []
+        failures = 0
+        for i in range(table.num_rows):
+            row = table.slice(i, 1)
+            try:
+                res = _checked(sid, stage, row, stage.apply(row))
+            except StageError:
+                raise
+            except Exception:
+                failures += 1
+                self._log_failure(sid, row)
+                tables.append(row)
+                reasons.append(f"stage_error:{sid}")
+                continue
+            tables.append(res.table)
+            reasons.append(None if res.reasons is None else res.reasons[0].as_py())
+        total = self.reporter.add_errors(sid, failures)
+        if 0 <= self.max_stage_errors < total:
+            raise StageError(
+                f"stage '{sid}' raised on {total} documents, more than engine.max_stage_errors="
+                f"{self.max_stage_errors}; the run stops (tracebacks are in the log)",
+                hint="fix the stage, or raise engine.max_stage_errors (-1 for no cap)",
+            )
+        ok = [t for t, r in zip(tables, reasons) if r != f"stage_error:{sid}"]
+        schema = ok[0].schema if ok else table.schema
+        from curate.schema import conform
+
+        merged = pa.concat_tables([conform(t, schema) for t in tables]) if tables else table
+        return StageResult(merged, pa.array(reasons, pa.string()))
+
+    def _log_failure(self, sid: str, row: pa.Table) -> None:
+        doc_id = row.column("id")[0].as_py() if "id" in row.column_names else "?"
+        if self._tracebacks_logged < 5:
+            self._tracebacks_logged += 1
+            log.error("stage '%s' raised on document %s:\n%s", sid, doc_id, traceback.format_exc())
+        else:
+            log.error("stage '%s' raised on document %s (traceback above for earlier ones)", sid, doc_id)
+
+
+def _checked(sid: str, stage: Stage, before: pa.Table, result: Any) -> StageResult:
+    """Enforce the stage contract: same number of rows, only declared new columns, declared types."""
+    if not isinstance(result, StageResult):
+        if isinstance(result, tuple) and len(result) == 2:
+            result = StageResult(*result)
+        else:
+            raise StageError(f"stage '{sid}' returned {type(result).__name__}, not a StageResult")
+    table, reasons = result
+    if table.num_rows != before.num_rows:
+        raise StageError(
+            f"stage '{sid}' returned {table.num_rows} rows for {before.num_rows}",
+            hint="stages keep every row and reject documents with a reason; dropping rows would lose documents",
+        )
+    if reasons is not None and len(reasons) != before.num_rows:
+        raise StageError(f"stage '{sid}' returned {len(reasons)} reasons for {before.num_rows} rows")
+    allowed = set(before.column_names) | set(stage.output_columns)
+    extra = [c for c in table.column_names if c not in allowed]
+    if extra:
+        raise StageError(
+            f"stage '{sid}' added undeclared column(s) {', '.join(extra)}",
+            hint="declare added columns in the stage's output_columns with their pyarrow types",
+        )
+    for name, dtype in stage.output_columns.items():
+        if name in table.column_names and table.schema.field(name).type != dtype:
+            idx = table.schema.get_field_index(name)
+            table = table.set_column(idx, name, table.column(name).cast(dtype))
+    if reasons is not None and not pa.types.is_string(reasons.type):
+        reasons = reasons.cast(pa.string())
+    return StageResult(table, reasons)
+
+
+# -- stats and conservation --------------------------------------------------------------------------------------
+
+
+def build_stats(
+    pipeline: Pipeline,
+    write_results: list[dict[str, Any]],
+    ledger: dict[str, Any],
+    seconds: float,
+    runner: str,
+) -> dict[str, Any]:
+    """stats.json: per stage docs in, kept, rejected by reason, seconds; totals. Raises ConservationError if
+    the documents read are not exactly the documents written (kept + rejected)."""
+    kept = sum(r["counts"]["kept"] for r in write_results)
+    rejected: dict[str, dict[str, int]] = {}
+    for r in write_results:
+        for stage, reasons in r["counts"]["rejected"].items():
+            bucket = rejected.setdefault(stage, {})
+            for reason, n in reasons.items():
+                bucket[reason] = bucket.get(reason, 0) + n
+    input_docs = sum(ledger["units"].values())
+    rejected_total = sum(sum(v.values()) for v in rejected.values())
+    stages_out = []
+    docs = input_docs
+    for sid, uses in [(INPUT_STAGE, pipeline.input.format)] + [(s.id, s.uses) for s in pipeline.stages]:
+        rej = rejected.get(sid, {})
+        n_rej = sum(rej.values())
+        timing = ledger["stages"].get(sid, {})
+        entry: dict[str, Any] = {
+            "id": sid,
+            "uses": uses,
+            "docs_in": docs,
+            "kept": docs - n_rej,
+            "rejected": n_rej,
+            "reasons": dict(sorted(rej.items(), key=lambda kv: -kv[1])),
+            "seconds": round(timing.get("seconds", 0.0), 3),
+        }
+        if timing.get("counters"):
+            entry["counters"] = timing["counters"]
+        stages_out.append(entry)
+        docs -= n_rej
+    unknown = set(rejected) - {s["id"] for s in stages_out}
+    stats = {
+        "pipeline": pipeline.name,
+        "runner": runner,
+        "input_docs": input_docs,
+        "output_docs": kept,
+        "rejected_docs": rejected_total,
+        "input_units": len(ledger["units"]),
+        "stage_errors": ledger.get("errors", {}),
+        "seconds": round(seconds, 3),
+        "stages": stages_out,
+    }
+    if unknown or input_docs != kept + rejected_total:
+        raise ConservationError(
+            f"conservation broken: read {input_docs} documents but wrote {kept} kept + {rejected_total} rejected"
+            + (f" (rejections from unknown stages {sorted(unknown)})" if unknown else ""),
+            hint="this is a bug in curate or in a stage; please report it with the pipeline file",
+        )
+    stats["conserved"] = True
+    return stats
+
+
+def counting(read: Callable[[], Any], key: str, report: Callable[[str, int], None]) -> Any:
+    """Wrap a reader's batch iterator: add reserved columns and report the unit's document count when done."""
+    n = 0
+    for batch in read():
+        batch = with_reserved(batch)
+        n += batch.num_rows
+        yield batch
+    report(key, n)

@@ -1,0 +1,1 @@
+"""Readers (input formats) and the shard writer."""

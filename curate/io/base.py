@@ -1,0 +1,113 @@
+"""The reader contract: a reader turns the `input:` section into read units, and a unit into pyarrow batches."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
+
+import fsspec
+import pyarrow as pa
+from fsspec.core import url_to_fs
+
+from curate.errors import InputError
+
+
+class ReadUnit(NamedTuple):
+    """A piece of input read by one task: a file, or a slice of one (`part` of `parts`)."""
+
+    path: str
+    key: str  # stable name of this unit, used for accounting and resume
+    size_bytes: int = 0
+    part: int = 0
+    parts: int = 1
+    options: Any = None  # reader-specific (e.g. the row groups of a Parquet file)
+
+
+@dataclass(kw_only=True)
+class Reader:
+    """Base of input formats. Fields are the `input:` keys besides `format`."""
+
+    format: ClassVar[str] = ""
+    # Extensions a directory given as `path` is searched for, e.g. (".parquet",).
+    extensions: ClassVar[tuple[str, ...]] = ()
+
+    path: str | list[str]
+    batch_rows: int = 1000
+
+    def files(self) -> list[str]:
+        return expand_paths(self.path, self.extensions)
+
+    def units(self) -> list[ReadUnit]:
+        """One unit per file by default; readers of splittable formats override."""
+        return [ReadUnit(f, _unit_key(f), _size(f)) for f in self.files()]
+
+    def schema(self) -> pa.Schema:
+        """Columns of the batches this reader yields (reserved engine columns aside)."""
+        raise NotImplementedError
+
+    def read(self, unit: ReadUnit) -> Iterator[pa.Table]:
+        """Batches of documents; records that cannot be decoded are yielded as rejected rows
+        (see curate.schema.reject_rows), never silently dropped."""
+        raise NotImplementedError
+
+
+def _unit_key(path: str) -> str:
+    return path
+
+
+def _size(path: str) -> int:
+    try:
+        fs, p = url_to_fs(path)
+        return int(fs.size(p) or 0)
+    except Exception:
+        return 0
+
+
+def expand_paths(path: str | list[str], extensions: tuple[str, ...] = ()) -> list[str]:
+    """Expand local paths, directories, globs and fsspec URLs into a sorted list of files.
+
+    A path that does not exist or a glob that matches nothing is an InputError naming it."""
+    paths = [path] if isinstance(path, str) else list(path)
+    if not paths:
+        raise InputError("input.path is empty", hint="give a file, a directory or a glob")
+    out: list[str] = []
+    for p in paths:
+        if p.startswith("sample:"):
+            from curate.samples import materialize
+
+            out.append(materialize(p))
+            continue
+        try:
+            fs, root = url_to_fs(p)
+        except (ValueError, ImportError) as e:
+            raise InputError(f"cannot open input path '{p}': {e}") from e
+        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+        local = protocol in ("file", "local")
+        if fsspec.utils.has_magic(root) if hasattr(fsspec.utils, "has_magic") else any(c in root for c in "*?["):
+            matches = sorted(m for m in fs.glob(root) if not fs.isdir(m))
+            if not matches:
+                raise InputError(f"input glob '{p}' matches no files", hint="check the path and the pattern")
+        elif fs.isdir(root):
+            matches = sorted(
+                m
+                for m in fs.find(root)
+                if not os.path.basename(m).startswith((".", "_"))
+                and (not extensions or any(m.endswith(e) or m.endswith(e + ".gz") for e in extensions))
+            )
+            if not matches:
+                want = f" with extension {', '.join(extensions)}" if extensions else ""
+                raise InputError(f"input directory '{p}' holds no files{want}")
+        elif fs.exists(root):
+            matches = [root]
+        else:
+            raise InputError(f"input path '{p}' does not exist", hint="check the path, or pass --input")
+        for m in matches:
+            out.append(os.path.abspath(m) if local else fs.unstrip_protocol(m))
+    return out
+
+
+def open_input(path: str, mode: str = "rb", compression: str | None = "infer") -> Any:
+    """Open a local path or fsspec URL for reading, decompressing by extension when asked."""
+    return fsspec.open(path, mode, compression=compression).open()

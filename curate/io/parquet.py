@@ -1,0 +1,151 @@
+"""Parquet input: row groups streamed in batches, columns mapped to the core ones."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate.errors import InputError
+from curate.io.base import Reader, ReadUnit, open_input
+from curate.schema import CORE_SCHEMA, ID, SOURCE, TEXT, URL, reject_rows
+
+log = logging.getLogger("curate.io")
+
+# Row groups are grouped into units of about this many bytes, so a big file is read by several tasks.
+_UNIT_BYTES = 256 << 20
+
+
+@dataclass(kw_only=True)
+class ParquetReader(Reader):
+    """Parquet files; `columns` maps a core column to the input's name for it, e.g. {text: content}."""
+
+    format = "parquet"
+    extensions = (".parquet",)
+
+    columns: dict[str, str] = field(default_factory=dict)
+    # Input columns carried to the output besides the core ones; None carries them all.
+    keep_columns: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        bad = set(self.columns) - {ID, TEXT, URL, SOURCE}
+        if bad:
+            raise InputError(f"input.columns may map only id, text, url, source; got {sorted(bad)}")
+        self._schema: pa.Schema | None = None
+
+    def units(self) -> list[ReadUnit]:
+        files = self.files()
+        root = common_root(files)
+        units: list[ReadUnit] = []
+        for f in files:
+            rel = relative_key(f, root)
+            try:
+                meta = pq.ParquetFile(open_input(f, compression=None)).metadata
+            except Exception:
+                # Unreadable: one unit that reports the file as rejected when it is read.
+                units.append(ReadUnit(f, rel, 0, options=((), 0, rel)))
+                continue
+            chunks: list[tuple[tuple[int, ...], int, int]] = []
+            groups: list[int] = []
+            size = row = start_row = 0
+            for g in range(meta.num_row_groups):
+                rg = meta.row_group(g)
+                if groups and size + rg.total_byte_size > _UNIT_BYTES:
+                    chunks.append((tuple(groups), start_row, size))
+                    groups, size, start_row = [], 0, row
+                groups.append(g)
+                size += rg.total_byte_size
+                row += rg.num_rows
+            if groups or not chunks:
+                chunks.append((tuple(groups), start_row, size))
+            for i, (gs, first_row, nbytes) in enumerate(chunks):
+                key = rel if len(chunks) == 1 else f"{rel}#{i}"
+                units.append(ReadUnit(f, key, nbytes, part=i, parts=len(chunks), options=(gs, first_row, rel)))
+        return units
+
+    def _source_names(self, names: list[str]) -> dict[str, str]:
+        mapping = {core: self.columns.get(core, core) for core in (ID, TEXT, URL, SOURCE)}
+        return {core: src for core, src in mapping.items() if src in names}
+
+    def schema(self) -> pa.Schema:
+        if self._schema is None:
+            file_schema, first, errors = None, "", []
+            for first in self.files():
+                try:
+                    file_schema = pq.read_schema(open_input(first, compression=None))
+                    break
+                except Exception as e:  # a damaged file is rejected when read; the schema comes from another
+                    errors.append(f"{first}: {e}")
+            if file_schema is None:
+                raise InputError(f"no readable Parquet file in input ({'; '.join(errors[:3])})")
+            names = file_schema.names
+            found = self._source_names(names)
+            if TEXT not in found:
+                raise InputError(
+                    f"input '{first}' has no '{self.columns.get(TEXT, TEXT)}' column (columns: {', '.join(names)})",
+                    hint="map one with input: {columns: {text: <column>}}",
+                )
+            used = set(found.values())
+            fields = list(CORE_SCHEMA)
+            extras = [n for n in names if n not in used and n not in CORE_SCHEMA.names]
+            if self.keep_columns is not None:
+                extras = [n for n in extras if n in self.keep_columns]
+            fields += [file_schema.field(n) for n in extras]
+            self._schema = pa.schema(fields)
+        return self._schema
+
+    def read(self, unit: ReadUnit) -> Iterator[pa.Table]:
+        schema = self.schema()
+        try:
+            pf = pq.ParquetFile(open_input(unit.path, compression=None))
+            groups, first_row, rel = unit.options
+            batches = pf.iter_batches(batch_size=self.batch_rows, row_groups=list(groups) if groups else None)
+            row = first_row
+            for rb in batches:
+                t = pa.Table.from_batches([rb])
+                yield self._to_core(t, rel, unit.path, row, schema)
+                row += t.num_rows
+        except (pa.ArrowException, OSError) as e:
+            log.warning("unreadable Parquet file %s: %s", unit.path, e)
+            placeholder = pa.table({ID: [unit.key], SOURCE: [unit.path]})
+            yield reject_rows(_pad(placeholder, schema), "unreadable_parquet")
+
+    def _to_core(self, t: pa.Table, rel: str, path: str, first_row: int, schema: pa.Schema) -> pa.Table:
+        found = self._source_names(t.column_names)
+        n = t.num_rows
+        cols: dict[str, pa.Array | pa.ChunkedArray] = {}
+        cols[ID] = (
+            t.column(found[ID]).cast(pa.string())
+            if ID in found
+            else pa.array([f"{rel}:{first_row + i}" for i in range(n)], pa.string())
+        )
+        cols[TEXT] = t.column(found[TEXT]).cast(pa.string()) if TEXT in found else pa.nulls(n, pa.string())
+        cols[URL] = t.column(found[URL]).cast(pa.string()) if URL in found else pa.nulls(n, pa.string())
+        cols[SOURCE] = (
+            t.column(found[SOURCE]).cast(pa.string()) if SOURCE in found else pa.array([path] * n, pa.string())
+        )
+        for f in schema:
+            if f.name not in cols:
+                cols[f.name] = t.column(f.name) if f.name in t.column_names else pa.nulls(n, f.type)
+        return pa.table(cols)
+
+
+def _pad(t: pa.Table, schema: pa.Schema) -> pa.Table:
+    from curate.schema import conform
+
+    return conform(t, schema)
+
+
+def common_root(files: list[str]) -> str:
+    if len(files) == 1:
+        return os.path.dirname(files[0])
+    return os.path.commonpath(files) if all(f.startswith("/") for f in files) else os.path.commonprefix(files)
+
+
+def relative_key(path: str, root: str) -> str:
+    rel = path[len(root) :].lstrip("/") if root and path.startswith(root) else path
+    return rel or os.path.basename(path)

@@ -1,0 +1,200 @@
+"""The output: kept shards in OUT/data, rejected ones in OUT/rejected/<stage>, a manifest, stats, _SUCCESS.
+
+Shards are written under a temporary name and renamed when complete, so a crash never leaves a half shard that
+looks whole; the manifest (names, row counts, SHA-256) written at the end is what makes a shard part of the output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from fsspec.core import url_to_fs
+
+from curate.config import Output
+from curate.errors import OutputError
+from curate.schema import REASON, RESERVED, STAGE, conform
+
+DATA_DIR = "data"
+REJECTED_DIR = "rejected"
+MANIFEST = "manifest.json"
+STATS = "stats.json"
+PIPELINE = "pipeline.yaml"
+SUCCESS = "_SUCCESS"
+TMP_PREFIX = ".tmp-"
+
+
+def join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *parts])
+
+
+class ShardWriter:
+    """Splits batches into kept and rejected rows and writes them as Parquet shards of at most shard_rows."""
+
+    def __init__(self, output: Output, kept_schema: pa.Schema, stage_schemas: dict[str, pa.Schema]) -> None:
+        self.output = output
+        self.kept_schema = kept_schema
+        self.stage_schemas = stage_schemas
+
+    def write(self, tables: Iterable[pa.Table], write_id: str) -> dict[str, Any]:
+        """Write one bundle of batches. Returns shard infos and the counts of what the bundle held."""
+        parts = [t for t in tables if t.num_rows]
+        counts: dict[str, Any] = {"kept": 0, "rejected": {}}
+        shards: list[dict[str, Any]] = []
+        if not parts:
+            return {"shards": shards, "counts": counts}
+        table = pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
+        reasons = table.column(REASON) if REASON in table.column_names else pa.nulls(table.num_rows, pa.string())
+        kept_mask = pc.is_null(reasons)
+        kept = table.filter(kept_mask)
+        counts["kept"] = kept.num_rows
+        if kept.num_rows:
+            shards += self._write_rows(conform(kept, self.kept_schema), DATA_DIR, write_id, "data", None)
+        rejected = table.filter(pc.invert(kept_mask))
+        if rejected.num_rows:
+            by_stage: dict[str, Counter[str]] = defaultdict(Counter)
+            stages = rejected.column(STAGE).to_pylist()
+            for stage, reason in zip(stages, rejected.column(REASON).to_pylist()):
+                by_stage[stage or "unknown"][reason] += 1
+            counts["rejected"] = {s: dict(c) for s, c in by_stage.items()}
+            if self.output.write_rejected:
+                for stage in by_stage:
+                    rows = rejected.filter(pc.equal(rejected.column(STAGE), stage))
+                    schema = self.stage_schemas.get(stage)
+                    body = conform(rows, schema) if schema is not None else rows.drop_columns(list(RESERVED))
+                    if "reason" in body.column_names:
+                        body = body.drop_columns(["reason"])
+                    body = body.append_column("reason", rows.column(REASON))
+                    shards += self._write_rows(body, f"{REJECTED_DIR}/{stage}", write_id, "rejected", stage)
+        return {"shards": shards, "counts": counts}
+
+    def _write_rows(self, table: pa.Table, subdir: str, write_id: str, kind: str, stage: str | None) -> list[dict]:
+        infos = []
+        step = self.output.shard_rows
+        for k, start in enumerate(range(0, table.num_rows, step)):
+            piece = table.slice(start, step)
+            rel = f"{subdir}/part-{write_id}-{k:03d}.parquet"
+            info = self._commit(piece, rel)
+            info.update(kind=kind, stage=stage)
+            if stage is not None:
+                info["reasons"] = dict(Counter(piece.column("reason").to_pylist()))
+            infos.append(info)
+        return infos
+
+    def _commit(self, table: pa.Table, rel: str) -> dict[str, Any]:
+        fs, root = url_to_fs(self.output.path)
+        final = join(root, rel)
+        directory = final.rsplit("/", 1)[0]
+        tmp = join(directory, f"{TMP_PREFIX}{uuid.uuid4().hex}.parquet")
+        try:
+            fs.makedirs(directory, exist_ok=True)
+            with fs.open(tmp, "wb") as fh:
+                pq.write_table(
+                    table,
+                    fh,
+                    compression=self.output.compression,
+                    compression_level=self.output.compression_level,
+                )
+            digest, size = _sha256(fs, tmp)
+            fs.mv(tmp, final)
+        except OSError as e:
+            try:
+                if fs.exists(tmp):
+                    fs.rm(tmp)
+            except OSError:
+                pass
+            raise OutputError(f"writing shard {final} failed: {e}", hint="check free space and permissions") from e
+        return {"path": rel, "rows": table.num_rows, "bytes": size, "sha256": digest}
+
+
+def _sha256(fs: fsspec.AbstractFileSystem, path: str) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    with fs.open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+# -- the output directory as a whole --------------------------------------------------------------------------
+
+
+def prepare(path: str, overwrite: bool) -> None:
+    """Make sure the output can be written: refuse to clobber a finished run unless asked, probe writability."""
+    fs, root = url_to_fs(path)
+    try:
+        exists = fs.exists(root)
+        if exists and fs.isfile(root):
+            raise OutputError(f"output path '{path}' is a file", hint="give a directory for output.path")
+        if exists and fs.ls(root):
+            if overwrite:
+                fs.rm(root, recursive=True)
+            elif fs.exists(join(root, SUCCESS)):
+                raise OutputError(
+                    f"output '{path}' already holds a finished run",
+                    hint="pass --overwrite to replace it, or choose another --output",
+                )
+            elif not (fs.exists(join(root, PIPELINE)) or fs.exists(join(root, DATA_DIR))):
+                raise OutputError(
+                    f"output '{path}' exists and is not a curate output",
+                    hint="choose an empty or new directory, or pass --overwrite to clear it",
+                )
+            else:
+                # An unfinished earlier run: start it over (its shards are not in any manifest).
+                fs.rm(root, recursive=True)
+        fs.makedirs(root, exist_ok=True)
+        probe = join(root, f"{TMP_PREFIX}probe-{uuid.uuid4().hex}")
+        with fs.open(probe, "wb") as fh:
+            fh.write(b"ok")
+        fs.rm(probe)
+    except OutputError:
+        raise
+    except (OSError, ValueError) as e:
+        raise OutputError(f"cannot write to output '{path}': {e}", hint="check the path and its permissions") from e
+
+
+def write_json(path: str, name: str, obj: Any) -> None:
+    write_text(path, name, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_text(path: str, name: str, text: str) -> None:
+    """Write a small file atomically (temporary name, then rename)."""
+    fs, root = url_to_fs(path)
+    tmp = join(root, f"{TMP_PREFIX}{uuid.uuid4().hex}")
+    try:
+        with fs.open(tmp, "w") as fh:
+            fh.write(text)
+        fs.mv(tmp, join(root, name))
+    except OSError as e:
+        raise OutputError(f"writing {join(path, name)} failed: {e}") from e
+
+
+def remove_orphans(path: str, shards: list[dict[str, Any]]) -> int:
+    """Delete shard files not in the manifest (a failed attempt's output) and leftover temporary files."""
+    fs, root = url_to_fs(path)
+    keep = {join(root, s["path"]) for s in shards}
+    removed = 0
+    for sub in (DATA_DIR, REJECTED_DIR):
+        base = join(root, sub)
+        if not fs.exists(base):
+            continue
+        for f in fs.find(base):
+            f = f if f.startswith("/") or "://" in f or not root.startswith("/") else "/" + f
+            if f not in keep:
+                fs.rm(f)
+                removed += 1
+    return removed
+
+
+def local_exists(path: str) -> bool:
+    return os.path.exists(path)

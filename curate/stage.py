@@ -1,0 +1,295 @@
+"""The stage API: Filter, Mapper, GlobalStage and the decorators that turn a plain function into a stage.
+
+A stage is a keyword-only dataclass whose fields are exactly its YAML `with:` keys. Every stage reduces to one
+batch contract, `apply(batch) -> StageResult`: the same rows in the same order (possibly rewritten or with added
+columns) plus one reason per row (null = keep). The engine owns streaming, counting and the rejected sink.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple, Protocol
+
+import pyarrow as pa
+
+from curate.doc import Columns, Doc
+from curate.errors import StageError
+
+_REASON = re.compile(r"^[a-z0-9][a-z0-9_:.\-]*$")
+
+
+class StageResult(NamedTuple):
+    """What a stage returns for a batch: rows in input order, and a reason per row (null keeps it)."""
+
+    table: pa.Table
+    reasons: pa.Array | None = None
+
+
+@dataclass(kw_only=True)
+class Stage:
+    """Base of every stage. Subclass Filter, Mapper or GlobalStage rather than this."""
+
+    name: ClassVar[str] = ""
+    # Typed columns this stage adds, e.g. {"language": pa.string()}; the engine casts to these types.
+    output_columns: ClassVar[dict[str, pa.DataType]] = {}
+    # Columns this stage consumes and removes (extraction drops `html`).
+    drop_columns: ClassVar[tuple[str, ...]] = ()
+    # Columns the stage reads; checked against the pipeline's schema before anything runs.
+    input_columns: ClassVar[tuple[str, ...]] = ("text",)
+    # Ray resources one worker of this stage needs, e.g. {"num_gpus": 1}. Stages with different needs run in
+    # different worker pools; everything else in a chain is fused into one pass over each batch.
+    resources: ClassVar[dict[str, float]] = {}
+    # True for stages that need to see every document (dedup); they run between streaming segments.
+    is_global: ClassVar[bool] = False
+
+    def setup(self) -> None:
+        """Load expensive state (a model, a word list). Called once per worker, before the first batch."""
+
+    def apply(self, batch: pa.Table) -> StageResult:
+        raise NotImplementedError
+
+    def count(self, counter: str, n: int = 1) -> None:
+        """Tally a named counter (e.g. lines removed); the engine adds it to stats.json under this stage."""
+        counts = self.__dict__.setdefault("_counters", {})
+        counts[counter] = counts.get(counter, 0) + n
+
+    # -- introspection ------------------------------------------------------------------------------
+    @classmethod
+    def needs_setup(cls) -> bool:
+        return cls.setup is not Stage.setup
+
+    @classmethod
+    def summary(cls) -> str:
+        doc = inspect.getdoc(cls) or ""
+        return doc.strip().splitlines()[0] if doc.strip() else ""
+
+    @classmethod
+    def params(cls) -> list[Param]:
+        hints = _type_hints(cls)
+        out = []
+        for f in dataclasses.fields(cls):
+            if not f.init or f.name.startswith("_"):
+                continue
+            if f.default is not dataclasses.MISSING:
+                default: Any = f.default
+            elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+                default = f.default_factory()  # type: ignore[misc]
+            else:
+                default = REQUIRED
+            out.append(Param(f.name, hints.get(f.name, Any), default))
+        return out
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+REQUIRED: Any = _Required()
+
+
+class Param(NamedTuple):
+    name: str
+    type: Any
+    default: Any
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # an unresolvable forward reference: fall back to the raw annotations
+        out: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            out.update(getattr(klass, "__annotations__", {}))
+        return out
+
+
+def _reasons_array(reasons: list[str | None] | pa.Array, n: int, stage: Stage) -> pa.Array | None:
+    arr = reasons if isinstance(reasons, (pa.Array, pa.ChunkedArray)) else pa.array(reasons, pa.string())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if len(arr) != n:
+        raise StageError(f"stage {stage.name or type(stage).__name__} returned {len(arr)} reasons for {n} documents")
+    if arr.null_count == n:
+        return None
+    if not pa.types.is_string(arr.type):
+        arr = arr.cast(pa.string())
+    return arr
+
+
+@dataclass(kw_only=True)
+class Filter(Stage):
+    """Keep or reject each document. reject() returns None to keep it, else a snake_case reason."""
+
+    def reject(self, doc: Doc) -> str | None:
+        raise NotImplementedError(f"{type(self).__name__} must implement reject() or reject_batch()")
+
+    def reject_batch(self, batch: pa.Table) -> pa.Array | list[str | None]:
+        """Batch form for vectorised filters: one reason per row, null = keep. Default loops over reject()."""
+        return [self.reject(doc) for doc in Columns(batch).docs()]
+
+    def apply(self, batch: pa.Table) -> StageResult:
+        return StageResult(batch, _reasons_array(self.reject_batch(batch), batch.num_rows, self))
+
+
+@dataclass(kw_only=True)
+class Mapper(Stage):
+    """Rewrite or annotate each document. map() sets fields (`doc.text = ...`, `doc["language"] = "en"`) and
+    returns None, or returns a reason to reject the document (e.g. extraction failed)."""
+
+    def map(self, doc: Doc) -> str | None:
+        raise NotImplementedError(f"{type(self).__name__} must implement map() or map_batch()")
+
+    def map_batch(self, batch: pa.Table) -> pa.Table | tuple[pa.Table, pa.Array | list[str | None] | None]:
+        """Batch form: return the rewritten table (same rows, same order), optionally with reasons."""
+        cols = Columns(batch)
+        reasons = [self.map(doc) for doc in cols.docs()]
+        table = batch
+        for name, values in cols.updates.items():
+            dtype = self.output_columns.get(name)
+            if dtype is None and name in table.column_names:
+                dtype = table.schema.field(name).type
+            if dtype is None:
+                raise StageError(
+                    f"stage {self.name or type(self).__name__} set column '{name}' that it does not declare",
+                    hint=f"add it to output_columns, e.g. output_columns = {{'{name}': pa.string()}}",
+                )
+            arr = pa.array(values, dtype)
+            idx = table.schema.get_field_index(name)
+            table = table.set_column(idx, name, arr) if idx >= 0 else table.append_column(name, arr)
+        for name in self.drop_columns:
+            if name in table.column_names:
+                table = table.drop_columns([name])
+        return table, reasons
+
+    def apply(self, batch: pa.Table) -> StageResult:
+        out = self.map_batch(batch)
+        table, reasons = out if isinstance(out, tuple) else (out, None)
+        arr = None if reasons is None else _reasons_array(reasons, batch.num_rows, self)
+        return StageResult(table, arr)
+
+
+class Docs(Protocol):
+    """The engine's handle on all live documents, given to a global stage. Functions receive and return
+    pyarrow tables; a table returned with a string column `reason` rejects the rows where it is not null."""
+
+    def map_batches(self, fn: Callable[[pa.Table], pa.Table]) -> Docs: ...
+
+    def partition_by(self, key: str, fn: Callable[[pa.Table], pa.Table]) -> Docs:
+        """Call fn on partitions such that all rows sharing `key` are in the same call (a call holds many keys).
+        fn must decide each key group on its own, so that results do not depend on the partitioning."""
+        ...
+
+
+@dataclass(kw_only=True)
+class GlobalStage(Stage):
+    """A stage that needs every document (dedup, global sampling). It runs between streaming segments."""
+
+    is_global: ClassVar[bool] = True
+
+    def apply_global(self, docs: Docs) -> Docs:
+        raise NotImplementedError
+
+    def apply(self, batch: pa.Table) -> StageResult:
+        raise StageError(f"global stage {type(self).__name__} cannot run on a single batch")
+
+
+KEY_COLUMN = "__group_key__"
+
+
+@dataclass(kw_only=True)
+class GroupFilter(GlobalStage):
+    """A global filter that decides by looking at all documents sharing a key (exact dedup, URL dedup)."""
+
+    def key_batch(self, batch: pa.Table) -> pa.Array:
+        """One grouping key per document (e.g. a text hash)."""
+        raise NotImplementedError
+
+    def reject_group(self, batch: pa.Table) -> pa.Array | list[str | None]:
+        """Reasons for a table that holds whole key groups (key in column KEY_COLUMN); null keeps."""
+        raise NotImplementedError
+
+    def apply_global(self, docs: Docs) -> Docs:
+        def add_key(batch: pa.Table) -> pa.Table:
+            return batch.append_column(KEY_COLUMN, self.key_batch(batch))
+
+        def decide(batch: pa.Table) -> pa.Table:
+            reasons = _reasons_array(self.reject_group(batch), batch.num_rows, self)
+            if reasons is None:
+                reasons = pa.nulls(batch.num_rows, pa.string())
+            return batch.drop_columns([KEY_COLUMN]).append_column("reason", reasons)
+
+        return docs.map_batches(add_key).partition_by(KEY_COLUMN, decide)
+
+
+# -- decorators: a plain function becomes a stage -----------------------------------------------------------
+
+
+def _stage_from_function(fn: Callable[..., Any], base: type[Stage], method: str, **class_attrs: Any) -> type[Stage]:
+    sig = inspect.signature(fn)
+    params = list(sig.parameters.values())
+    if not params:
+        raise TypeError(f"{fn.__name__} must take the document as its first argument")
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:
+        hints = {}
+    fields: list[tuple[str, Any, Any]] = []
+    for p in params[1:]:
+        if p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+            raise TypeError(f"{fn.__name__}: parameter {p.name} must be a plain or keyword-only parameter")
+        annotation = hints.get(p.name, Any if p.default is p.empty else type(p.default))
+        default = dataclasses.field() if p.default is p.empty else dataclasses.field(default=p.default)
+        fields.append((p.name, annotation, default))
+    names = [f[0] for f in fields]
+
+    def call(self: Stage, doc: Doc) -> str | None:
+        return fn(doc, **{n: getattr(self, n) for n in names})
+
+    namespace = {method: call, "__doc__": fn.__doc__ or f"{fn.__name__} (a function stage)", **class_attrs}
+    cls = dataclasses.make_dataclass(fn.__name__, fields, bases=(base,), namespace=namespace, kw_only=True)
+    cls.__module__ = fn.__module__
+    cls.__qualname__ = fn.__qualname__
+    cls.name = class_attrs.get("name") or fn.__name__
+    cls.__wrapped__ = fn  # type: ignore[attr-defined]
+    return cls
+
+
+def filter(fn: Callable[..., str | None] | None = None, *, name: str | None = None) -> Any:  # noqa: A001
+    """Turn `def f(doc, param=default) -> reason | None` into a Filter stage; params become YAML keys."""
+
+    def wrap(f: Callable[..., str | None]) -> type[Stage]:
+        return _stage_from_function(f, Filter, "reject", **({"name": name} if name else {}))
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def mapper(
+    fn: Callable[..., str | None] | None = None,
+    *,
+    name: str | None = None,
+    output_columns: dict[str, pa.DataType] | None = None,
+) -> Any:
+    """Turn `def f(doc, param=default)` that sets fields on doc into a Mapper; it may return a reason."""
+
+    def wrap(f: Callable[..., str | None]) -> type[Stage]:
+        attrs: dict[str, Any] = {"output_columns": dict(output_columns or {})}
+        if name:
+            attrs["name"] = name
+        return _stage_from_function(f, Mapper, "map", **attrs)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def check_reason(reason: str) -> bool:
+    """Reasons are snake_case words (optionally with ':' qualifiers) so that they are stable keys in stats."""
+    return bool(_REASON.match(reason))
