@@ -161,8 +161,9 @@ class _CommonSubparsers:
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
-    common.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    # SUPPRESS: a subcommand's defaults must not reset a flag given before the subcommand
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more logging")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="warnings only")
     parser = argparse.ArgumentParser(
         prog="curate", description="Turn raw web crawls into pretraining data.", parents=[common]
     )
@@ -200,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(-1 if args.quiet else args.verbose)
+    _setup_logging(-1 if getattr(args, "quiet", False) else getattr(args, "verbose", 0))
     try:
         return int(args.fn(args) or 0)
     except CurateError as e:
