@@ -1,0 +1,43 @@
+"""Shared fixtures: one local Ray per test session, the corpus location, small input files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = Path(os.environ.get("CURATE_CORPUS", REPO.parent / "shared" / "corpus"))
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for the whole session (num_cpus=2, no dashboard), shut down at the end."""
+    ray = pytest.importorskip("ray")
+    import logging
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True)
+    import ray.data
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    """../shared/corpus, or skip the test when it is absent."""
+    if not CORPUS.is_dir():
+        pytest.skip(f"corpus not found at {CORPUS}")
+    return CORPUS
+
+
+def pytest_collection_modifyitems(config, items):
+    # Tests that use the ray_session fixture are Ray tests even if someone forgot the marker.
+    for item in items:
+        if "ray_session" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ray)
+        if "corpus" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.corpus)
