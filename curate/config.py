@@ -7,7 +7,6 @@ import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -82,13 +81,8 @@ class Pipeline:
 
 
 def bundled_dir() -> Path:
-    """The folder of pipelines shipped with curate (the repository's pipelines/)."""
-    try:
-        path = Path(str(resources.files("pipelines")))
-        if path.is_dir():
-            return path
-    except (ModuleNotFoundError, TypeError):
-        pass
+    """The folder of pipelines shipped with curate: pipelines/ beside the curate package, which is the
+    repository's folder in an editable install and site-packages/pipelines in a regular one."""
     return Path(__file__).resolve().parent.parent / "pipelines"
 
 
@@ -300,6 +294,9 @@ def load(
         raise ConfigError(f"{doc.where('output')}: 'output' must be a mapping")
     out = {"path": os.path.join("out", name), **out}
     output = Output(**_check_params(Output, out, doc, ("output",), "output"))
+    if "://" not in output.path:
+        # Workers (Ray, or a cluster sharing a filesystem) must write where the driver means, whatever their cwd.
+        output.path = os.path.abspath(output.path)
     if output.shard_rows < 1:
         raise ConfigError(f"{doc.where('output', 'shard_rows')}: output.shard_rows must be at least 1")
 

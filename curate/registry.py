@@ -13,6 +13,7 @@ import sys
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
+from types import ModuleType
 
 from curate.errors import ConfigError
 from curate.stage import Stage
@@ -74,17 +75,15 @@ def _load_path(uses: str) -> type[Stage]:
     return _checked(obj, uses)
 
 
-def _ship_by_value(module: object) -> None:
-    """User code outside site-packages is pickled by value, so Ray workers need not import it from disk."""
-    path = getattr(module, "__file__", None)
-    if not path or "site-packages" in Path(path).parts:
-        return
-    try:
-        import cloudpickle
+# User modules loaded by path (not installed): the Ray runner pickles them by value, so workers (on this machine
+# or on a cluster) need not find them on disk.
+user_modules: dict[str, ModuleType] = {}
 
-        cloudpickle.register_pickle_by_value(module)
-    except (ImportError, ValueError):
-        pass
+
+def _ship_by_value(module: ModuleType) -> None:
+    path = getattr(module, "__file__", None)
+    if path and "site-packages" not in Path(path).parts:
+        user_modules[module.__name__] = module
 
 
 def _checked(obj: object, uses: str) -> type[Stage]:

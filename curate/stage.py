@@ -47,6 +47,12 @@ class Stage:
     # True for stages that need to see every document (dedup); they run between streaming segments.
     is_global: ClassVar[bool] = False
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Every stage is a keyword-only dataclass, decorated or not: its annotated fields are its YAML keys.
+        super().__init_subclass__(**kwargs)
+        if "__dataclass_fields__" not in cls.__dict__ or not cls.__dict__.get("__dataclass_params__"):
+            dataclass(kw_only=True)(cls)
+
     def setup(self) -> None:
         """Load expensive state (a model, a word list). Called once per worker, before the first batch."""
 
@@ -220,6 +226,8 @@ class GroupFilter(GlobalStage):
 
     def apply_global(self, docs: Docs) -> Docs:
         def add_key(batch: pa.Table) -> pa.Table:
+            if KEY_COLUMN in batch.column_names:
+                batch = batch.drop_columns([KEY_COLUMN])
             return batch.append_column(KEY_COLUMN, self.key_batch(batch))
 
         def decide(batch: pa.Table) -> pa.Table:

@@ -25,9 +25,11 @@ def live_only(fn: Callable[[pa.Table], pa.Table], reporter: Any, sid: str) -> Ca
         else:
             alive = pc.is_null(reasons)
             live, dead = batch.filter(alive), batch.filter(pc.invert(alive))
+        if live.num_rows == 0:
+            return _drop_temporary(batch)
         t0 = time.perf_counter()
         body = live.drop_columns(list(RESERVED))
-        out = fn(body) if body.num_rows else body
+        out = fn(body)
         if out.num_rows != body.num_rows:
             raise StageError(f"global stage '{sid}' returned {out.num_rows} rows for {body.num_rows}")
         reporter.stage_batch(sid, 0, {}, time.perf_counter() - t0, {})
@@ -35,9 +37,16 @@ def live_only(fn: Callable[[pa.Table], pa.Table], reporter: Any, sid: str) -> Ca
             out = out.append_column(name, pa.nulls(out.num_rows, pa.string()))
         if dead is None or dead.num_rows == 0:
             return out
-        return pa.concat_tables([out, dead], promote_options="permissive")
+        return pa.concat_tables([out, _drop_temporary(dead)], promote_options="permissive")
 
     return wrapped
+
+
+def _drop_temporary(batch: pa.Table) -> pa.Table:
+    """Passed-through rows may carry a global stage's temporary columns (`__group_key__`...) as nulls from an
+    earlier block merge; they never need them, and a stale one could clash in type with a new one."""
+    temp = [c for c in batch.column_names if c.startswith("__") and c not in RESERVED]
+    return batch.drop_columns(temp) if temp else batch
 
 
 def finish_global(batch: pa.Table, stage: Stage, sid: str) -> pa.Table:
@@ -51,4 +60,4 @@ def finish_global(batch: pa.Table, stage: Stage, sid: str) -> pa.Table:
             batch = batch.set_column(batch.schema.get_field_index(REASON), REASON, reason)
             batch = batch.set_column(batch.schema.get_field_index(STAGE), STAGE, stage_col)
         batch = batch.drop_columns(["reason"])
-    return batch
+    return _drop_temporary(batch)

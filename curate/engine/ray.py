@@ -172,9 +172,15 @@ def run_ray(pipeline: Pipeline, segments: list[Segment], writer: ShardWriter, le
     import ray
     import ray.data
 
+    from curate.registry import user_modules
+
+    for module in user_modules.values():
+        ray.cloudpickle.register_pickle_by_value(module)  # ship the user's own stage code with the tasks
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = os.environ.get("CURATE_RAY_PROGRESS", "") == "1"
     ctx.verbose_stats_logs = False
+    # A stage's own error (StageError over the cap, a setup failure) surfaces as itself, not as Ray's wrapper.
+    ctx.raise_original_map_exception = True
     reporter = RayReporter(ledger_actor)
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     workers = min(cpus, pipeline.engine.max_workers or cpus)

@@ -1,0 +1,67 @@
+"""Small builders shared by the engine tests."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def write_docs(path: Path, n: int = 50, *, lorem_every: int = 7, dup_every: int = 10, start: int = 0) -> Path:
+    """A Parquet file of n documents: every lorem_every-th mentions lorem ipsum, every dup_every-th is a copy."""
+    rows = []
+    for i in range(start, start + n):
+        if dup_every and i % dup_every == 0:
+            text = "This exact sentence appears in several documents of the test set."
+        else:
+            text = f"Document {i} talks about topic {i % 13} in a few plain words."
+        if lorem_every and i % lorem_every == 0:
+            text += " Lorem ipsum dolor sit amet."
+        rows.append({"id": f"doc-{i:04d}", "text": text, "url": f"https://example.org/{i}"})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+def write_pipeline(path: Path, body: str) -> Path:
+    path.write_text(textwrap.dedent(body).lstrip())
+    return path
+
+
+USER_FILTERS = '''
+import pyarrow as pa
+import curate
+
+
+@curate.filter
+def no_lorem(doc, max_hits: int = 0) -> str | None:
+    """Reject documents that say lorem ipsum more than max_hits times."""
+    return "lorem_ipsum" if doc.text.lower().count("lorem ipsum") > max_hits else None
+
+
+@curate.mapper(output_columns={"n_words": pa.int64()})
+def count_words(doc):
+    """Annotate the number of words."""
+    doc["n_words"] = len(doc.words())
+
+
+class TopicGate(curate.Filter):
+    """A filter with setup(): loads its 'model' (a set of banned topics) once per worker."""
+
+    banned: list[int] = None
+
+    def setup(self):
+        self._banned = {f"topic {t} " for t in (self.banned or [])}
+
+    def reject(self, doc):
+        return "banned_topic" if any(b in doc.text for b in self._banned) else None
+'''
+
+
+def read_ids(out: Path, sub: str = "data") -> list[str]:
+    files = sorted((out / sub).rglob("*.parquet"))
+    if not files:
+        return []
+    return sorted(pq.read_table(files[0].parent if sub == "data" else out / sub).column("id").to_pylist())
