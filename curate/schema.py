@@ -11,7 +11,8 @@ CORE_SCHEMA = pa.schema([(ID, pa.string()), (TEXT, pa.string()), (URL, pa.string
 # Engine-owned columns that travel with rejected rows between stages; never part of a stage's input.
 REASON = "__reason__"
 STAGE = "__stage__"
-RESERVED = (REASON, STAGE)
+UNIT = "__unit__"  # the read unit a document came from: what resume and per-unit accounting key on
+RESERVED = (REASON, STAGE, UNIT)
 
 # The name of the pseudo-stage for records rejected while reading (a corrupt record, a bad JSON line).
 INPUT_STAGE = "input"

@@ -8,10 +8,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from curate.config import Pipeline
-from curate.engine.core import Ledger, build_stats, plan_segments, stage_schemas
-from curate.errors import CurateError
+from curate.engine.core import Phase, build_stats, plan_phases, stage_schemas
+from curate.errors import ConservationError, CurateError
 from curate.io import sink
+from curate.io.base import Reader, ReadUnit
+from curate.io.checkpoint import CheckpointReader
+from curate.io.progress import CHECKPOINT, PROGRESS, RunState
 from curate.io.sink import ShardWriter
 
 log = logging.getLogger("curate")
@@ -25,54 +30,140 @@ def run(
     address: str | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Run `pipeline`; returns the stats written to OUT/stats.json. Raises CurateError subclasses on user errors."""
+    """Run `pipeline` (resuming an unfinished run in its output directory); returns the stats written to
+    OUT/stats.json. Raises CurateError subclasses on user errors."""
     if runner not in RUNNERS:
         raise CurateError(f"unknown runner '{runner}'", hint=f"use one of {', '.join(RUNNERS)}")
     schemas, kept_schema = stage_schemas(pipeline)
-    segments = plan_segments(pipeline.stages)
+    phases = plan_phases(pipeline.stages)
     out = pipeline.output.path
-    sink.prepare(out, overwrite)
+    resumed = sink.prepare(out, overwrite, pipeline.resolved)
+    state = RunState(out)
+    if not resumed:
+        state.clear()
+    attempt = state.new_attempt()
     sink.write_text(out, sink.PIPELINE, pipeline.to_yaml())
-    writer = ShardWriter(pipeline.output, kept_schema, schemas)
     log.info(
-        "running %s: %d stage(s) in %d segment(s) [%s] on the %s runner -> %s",
+        "%s %s: %d stage(s), %s on the %s runner -> %s",
+        f"resuming (attempt {attempt})" if resumed else "running",
         pipeline.name,
         len(pipeline.stages),
-        len(segments),
-        " | ".join(f"{s.label}{' (global)' if s.kind == 'global' else ''}" for s in segments),
+        " || ".join(
+            " | ".join(f"{s.label}{' (global)' if s.kind == 'global' else ''}" for s in p.segments) or "copy"
+            for p in phases
+        ),
         runner,
         out,
     )
     started = time.time()
+    executor = _executor(runner, pipeline, address)
+    try:
+        with _Progress(executor.snapshot, pipeline, started):
+            for phase in phases:
+                if state.phase_done(phase.index):
+                    log.info("phase %d already finished in an earlier attempt", phase.index)
+                    continue
+                reader, units, skip = _phase_input(pipeline, phase, state, schemas)
+                kept_dir = sink.DATA_DIR if phase.final else state.checkpoint_dir(phase.index)
+                phase_schema = kept_schema if phase.final else schemas[phases[phase.index + 1].first_stage]
+                writer = ShardWriter(pipeline.output, state, phase.index, kept_dir, phase_schema, schemas)
+                _unwrap_ray_errors(
+                    lambda: executor.run_phase(phase, reader, units, skip, writer, f"a{attempt}p{phase.index}")
+                )
+                missing = [u.key for u in units if u.key not in state.units(phase.index)]
+                if missing:
+                    raise ConservationError(
+                        f"phase {phase.index}: {len(missing)} input unit(s) never finished reading, e.g. {missing[0]}"
+                    )
+                state.mark_phase_done(phase.index)
+        snapshot = executor.snapshot()
+    finally:
+        executor.close()
+    stats = build_stats(pipeline, phases, state, snapshot, time.time() - started, runner, attempt)
+    _finish(out, state, phases, stats)
+    return stats
+
+
+def _executor(runner: str, pipeline: Pipeline, address: str | None) -> Any:
     if runner == "local":
-        ledger = Ledger()
-        with _Progress(ledger.snapshot, pipeline, started):
-            from curate.engine.local import run_local
+        from curate.engine.local import LocalExecutor
 
-            results = run_local(pipeline, segments, writer, ledger)
-        snapshot = ledger.snapshot()
-    else:
-        import ray
+        return LocalExecutor(pipeline)
+    from curate.engine.ray import RayExecutor
 
-        from curate.engine.ray import ensure_ray, new_ledger, run_ray
+    return RayExecutor(pipeline, address)
 
-        where = ensure_ray(address)
-        log.info("ray: %s", where)
-        actor = new_ledger()
-        with _Progress(lambda: ray.get(actor.snapshot.remote()), pipeline, started):
-            results = _unwrap_ray_errors(lambda: run_ray(pipeline, segments, writer, actor))
-        snapshot = ray.get(actor.snapshot.remote())
-        ray.kill(actor)
-    seconds = time.time() - started
-    stats = build_stats(pipeline, results, snapshot, seconds, runner)
-    shards = [s for r in results for s in r["shards"]]
-    removed = sink.remove_orphans(out, shards)
+
+def _phase_input(
+    pipeline: Pipeline, phase: Phase, state: RunState, schemas: dict[str, Any]
+) -> tuple[Reader, list[ReadUnit], frozenset[str] | None]:
+    """What a phase reads, minus what earlier attempts committed (phases that start with a global stage redo)."""
+    if phase.index > 0 or phase.starts_global:
+        state.discard_phase(phase.index)
+    if phase.index > 0:
+        shards = [
+            {
+                "url": sink.join(pipeline.output.path, f["path"]),
+                "key": f["path"],
+                "sha256": f["sha256"],
+                "bytes": f["bytes"],
+            }
+            for c in state.commits(phase.index - 1)
+            for f in c["files"]
+            if f["kind"] == "kept"
+        ]
+        reader: Reader = CheckpointReader(
+            shards=shards, stored_schema=schemas[phase.first_stage], batch_rows=pipeline.engine.batch_rows
+        )
+        return reader, reader.units(), None
+    reader = pipeline.input
+    units = reader.units()
+    commits = state.commits(0)
+    if not commits:
+        return reader, units, None
+    state.verify_files(commits)
+    written, totals = state.written_per_unit(0), state.units(0)
+    over = [k for k, n in written.items() if k in totals and n > totals[k]]
+    if over:
+        raise ConservationError(f"an earlier attempt committed unit {over[0]} more than once")
+    done = {k for k, n in totals.items() if written.get(k, 0) == n}
+    partial = set(written) - done
+    todo = [u for u in units if u.key not in done]
+    skip: set[str] = set()
+    for c in commits:
+        if partial & set(c["units"]):
+            for f in c["files"]:
+                skip.update(
+                    pq.read_table(sink.join(pipeline.output.path, f["path"]), columns=["id"]).column("id").to_pylist()
+                )
+    log.info(
+        "resume: %d of %d input unit(s) already done, %d partly (%d documents already written are skipped)",
+        len(done),
+        len(units),
+        len(partial),
+        len(skip),
+    )
+    return reader, todo, frozenset(skip) or None
+
+
+def _finish(out: str, state: RunState, phases: list[Phase], stats: dict[str, Any]) -> None:
+    """Commit the run: orphans out, manifest and stats in, _SUCCESS last; then drop the run's scratch state."""
+    last = phases[-1].index
+    final = [
+        f
+        for phase in state.phases()
+        for c in state.commits(phase)
+        for f in c["files"]
+        if f["kind"] == "rejected" or phase == last  # kept rows of earlier phases are checkpoints
+    ]
+    removed = sink.remove_orphans(out, [f["path"] for f in final])
     if removed:
-        log.info("removed %d shard file(s) of failed attempts", removed)
-    sink.write_json(out, sink.MANIFEST, {"pipeline": pipeline.name, "shards": shards})
+        log.info("removed %d shard file(s) that no commit lists (failed attempts)", removed)
+    sink.write_json(out, sink.MANIFEST, {"pipeline": stats["pipeline"], "shards": final})
     sink.write_json(out, sink.STATS, stats)
     sink.write_text(out, sink.SUCCESS, "")
-    return stats
+    sink.remove_tree(out, CHECKPOINT)
+    sink.remove_tree(out, PROGRESS)
 
 
 def _unwrap_ray_errors(fn: Callable[[], Any]) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from curate.config import Pipeline, StageSpec
 from curate.errors import ConfigError, ConservationError, StageError
-from curate.schema import INPUT_STAGE, REASON, RESERVED, STAGE, with_reserved
+from curate.schema import INPUT_STAGE, REASON, RESERVED, STAGE, UNIT, with_reserved
 from curate.stage import Stage, StageResult
 
 log = logging.getLogger("curate.engine")
@@ -65,6 +65,34 @@ def plan_segments(specs: list[StageSpec]) -> list[Segment]:
         else:
             segments.append(Segment("row", [spec], spec.resources))
     return segments
+
+
+@dataclass
+class Phase:
+    """Segments that stream from one input to one writer. A pipeline splits into phases at its global stages:
+    each phase but the last hands its live documents to the next through a checkpoint on disk, so that a global
+    stage sees every document and a killed run resumes from the last finished phase."""
+
+    index: int
+    segments: list[Segment]
+    final: bool
+
+    @property
+    def starts_global(self) -> bool:
+        return bool(self.segments) and self.segments[0].kind == "global"
+
+    @property
+    def first_stage(self) -> str | None:
+        return self.segments[0].specs[0].id if self.segments else None
+
+
+def plan_phases(specs: list[StageSpec]) -> list[Phase]:
+    groups: list[list[Segment]] = [[]]
+    for seg in plan_segments(specs):
+        if seg.kind == "global" and groups[-1]:
+            groups.append([])
+        groups[-1].append(seg)
+    return [Phase(i, segs, i == len(groups) - 1) for i, segs in enumerate(groups)]
 
 
 def stage_schemas(pipeline: Pipeline) -> tuple[dict[str, pa.Schema], pa.Schema]:
@@ -165,6 +193,8 @@ class SegmentRunner:
         else:
             alive = pc.is_null(reasons)
             live, out = batch.filter(alive), [batch.filter(pc.invert(alive))]
+        # Stages never see the engine's columns; they travel beside the rows, filtered in lockstep.
+        meta = live.select(list(RESERVED))
         work = live.drop_columns(list(RESERVED))
         for sid, stage in zip(self.ids, self.stages):
             if work.num_rows == 0:
@@ -179,15 +209,19 @@ class SegmentRunner:
                 continue
             keep = pc.is_null(result.reasons)
             drop = pc.invert(keep)
-            rejected = work.filter(drop)  # rejected documents as they entered the stage
             why = result.reasons.filter(drop)
+            rejected = work.filter(drop)  # rejected documents as they entered the stage
+            rmeta = meta.filter(drop)
             n = rejected.num_rows
             rejected = rejected.append_column(REASON, why).append_column(STAGE, pa.array([sid] * n, pa.string()))
-            out.append(rejected)
+            out.append(rejected.append_column(UNIT, rmeta.column(UNIT)))
             tally = pc.value_counts(why).to_pylist()
             self.reporter.stage_batch(sid, work.num_rows, {d["values"]: d["counts"] for d in tally}, seconds, counters)
             work = result.table.filter(keep)
-        out.insert(0, with_reserved(work))
+            meta = meta.filter(keep)
+        for name in RESERVED:
+            work = work.append_column(name, meta.column(name))
+        out.insert(0, work)
         return pa.concat_tables(out, promote_options="permissive") if len(out) > 1 else out[0]
 
     def _apply(self, sid: str, stage: Stage, table: pa.Table) -> StageResult:
@@ -277,21 +311,43 @@ def _checked(sid: str, stage: Stage, before: pa.Table, result: Any) -> StageResu
 
 def build_stats(
     pipeline: Pipeline,
-    write_results: list[dict[str, Any]],
+    phases: list[Phase],
+    state: Any,
     ledger: dict[str, Any],
     seconds: float,
     runner: str,
+    attempt: int,
 ) -> dict[str, Any]:
-    """stats.json: per stage docs in, kept, rejected by reason, seconds; totals. Raises ConservationError if
-    the documents read are not exactly the documents written (kept + rejected)."""
-    kept = sum(r["counts"]["kept"] for r in write_results)
+    """stats.json from the committed bundles of every phase and attempt. Raises ConservationError when the
+    documents read are not exactly the documents written (kept + rejected), in total or in any phase."""
     rejected: dict[str, dict[str, int]] = {}
-    for r in write_results:
-        for stage, reasons in r["counts"]["rejected"].items():
-            bucket = rejected.setdefault(stage, {})
-            for reason, n in reasons.items():
-                bucket[reason] = bucket.get(reason, 0) + n
-    input_docs = sum(ledger["units"].values())
+    phase_in: list[int] = []
+    phase_kept: list[int] = []
+    for phase in phases:
+        commits = state.commits(phase.index)
+        docs_in = sum(state.units(phase.index).values())
+        kept = sum(c["counts"]["kept"] for c in commits)
+        out = kept
+        for c in commits:
+            for stage, reasons in c["counts"]["rejected"].items():
+                bucket = rejected.setdefault(stage, {})
+                for reason, n in reasons.items():
+                    bucket[reason] = bucket.get(reason, 0) + n
+                    out += n
+        if docs_in != out:
+            raise ConservationError(
+                f"conservation broken in phase {phase.index}: read {docs_in} documents but wrote {out} "
+                f"({kept} kept, {out - kept} rejected)",
+                hint="this is a bug in curate or in a stage; please report it with the pipeline file",
+            )
+        if phase.index and docs_in != phase_kept[-1]:
+            raise ConservationError(
+                f"conservation broken between phases: phase {phase.index - 1} handed on {phase_kept[-1]} "
+                f"documents, phase {phase.index} read {docs_in}"
+            )
+        phase_in.append(docs_in)
+        phase_kept.append(kept)
+    input_docs, output_docs = phase_in[0], phase_kept[-1]
     rejected_total = sum(sum(v.values()) for v in rejected.values())
     stages_out = []
     docs = input_docs
@@ -313,32 +369,44 @@ def build_stats(
         stages_out.append(entry)
         docs -= n_rej
     unknown = set(rejected) - {s["id"] for s in stages_out}
-    stats = {
+    if unknown or input_docs != output_docs + rejected_total:
+        raise ConservationError(
+            f"conservation broken: read {input_docs} documents but wrote {output_docs} kept + {rejected_total} "
+            "rejected" + (f" (rejections from unknown stages {sorted(unknown)})" if unknown else ""),
+            hint="this is a bug in curate or in a stage; please report it with the pipeline file",
+        )
+    return {
         "pipeline": pipeline.name,
         "runner": runner,
         "input_docs": input_docs,
-        "output_docs": kept,
+        "output_docs": output_docs,
         "rejected_docs": rejected_total,
-        "input_units": len(ledger["units"]),
+        "conserved": True,
+        "input_units": len(state.units(0)),
+        "attempts": attempt,
         "stage_errors": ledger.get("errors", {}),
         "seconds": round(seconds, 3),
         "stages": stages_out,
     }
-    if unknown or input_docs != kept + rejected_total:
-        raise ConservationError(
-            f"conservation broken: read {input_docs} documents but wrote {kept} kept + {rejected_total} rejected"
-            + (f" (rejections from unknown stages {sorted(unknown)})" if unknown else ""),
-            hint="this is a bug in curate or in a stage; please report it with the pipeline file",
-        )
-    stats["conserved"] = True
-    return stats
 
 
-def counting(read: Callable[[], Any], key: str, report: Callable[[str, int], None]) -> Any:
-    """Wrap a reader's batch iterator: add reserved columns and report the unit's document count when done."""
+def read_unit(
+    reader: Any,
+    unit: Any,
+    on_done: Callable[[str, int], None],
+    skip_ids: frozenset[str] | None = None,
+) -> Iterator[pa.Table]:
+    """A reader's batches for one unit, tagged with the unit, minus documents a previous attempt committed;
+    reports the unit's full document count once it has been read to the end."""
     n = 0
-    for batch in read():
-        batch = with_reserved(batch)
+    skip = pa.array(sorted(skip_ids), pa.string()) if skip_ids else None
+    for batch in reader.read(unit):
         n += batch.num_rows
-        yield batch
-    report(key, n)
+        batch = with_reserved(batch)
+        idx = batch.schema.get_field_index(UNIT)
+        batch = batch.set_column(idx, UNIT, pa.array([unit.key] * batch.num_rows, pa.string()))
+        if skip is not None:
+            batch = batch.filter(pc.invert(pc.is_in(batch.column("id"), value_set=skip)))
+        if batch.num_rows:
+            yield batch
+    on_done(unit.key, n)

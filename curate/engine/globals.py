@@ -28,13 +28,15 @@ def live_only(fn: Callable[[pa.Table], pa.Table], reporter: Any, sid: str) -> Ca
         if live.num_rows == 0:
             return _drop_temporary(batch)
         t0 = time.perf_counter()
+        meta = live.select(list(RESERVED))
         body = live.drop_columns(list(RESERVED))
         out = fn(body)
         if out.num_rows != body.num_rows:
             raise StageError(f"global stage '{sid}' returned {out.num_rows} rows for {body.num_rows}")
         reporter.stage_batch(sid, 0, {}, time.perf_counter() - t0, {})
+        # fn keeps rows in order (the Docs contract), so the engine's columns line up again by position
         for name in RESERVED:
-            out = out.append_column(name, pa.nulls(out.num_rows, pa.string()))
+            out = out.append_column(name, meta.column(name))
         if dead is None or dead.num_rows == 0:
             return out
         return pa.concat_tables([out, _drop_temporary(dead)], promote_options="permissive")

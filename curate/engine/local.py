@@ -13,8 +13,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.config import Pipeline
-from curate.engine.core import Ledger, Segment, SegmentRunner, counting
+from curate.engine.core import Ledger, Phase, SegmentRunner, read_unit
 from curate.engine.globals import finish_global, live_only
+from curate.io.base import Reader, ReadUnit
 from curate.io.sink import ShardWriter
 from curate.schema import REASON
 
@@ -58,28 +59,47 @@ def _bundles(stream: Iterable[pa.Table], rows: int) -> Iterator[list[pa.Table]]:
         yield bundle
 
 
-def run_local(
-    pipeline: Pipeline,
-    segments: list[Segment],
-    writer: ShardWriter,
-    ledger: Ledger,
-) -> list[dict[str, Any]]:
-    reader = pipeline.input
+class LocalExecutor:
+    name = "local"
 
-    def source() -> Iterator[pa.Table]:
-        for unit in reader.units():
-            yield from counting(lambda u=unit: reader.read(u), unit.key, ledger.unit_done)
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.ledger = Ledger()
 
-    stream: Iterable[pa.Table] = source()
-    for seg in segments:
-        if seg.kind == "row":
-            runner = SegmentRunner(seg.specs, ledger, pipeline.engine.max_stage_errors)
-            stream = map(runner, stream)
-        else:
-            spec = seg.specs[0]
-            stage = spec.build()
-            stage.setup()
-            docs = stage.apply_global(LocalDocs(list(stream), ledger, spec.id))  # type: ignore[attr-defined]
-            stream = [finish_global(t, stage, spec.id) for t in docs.tables]
+    def snapshot(self) -> dict[str, Any]:
+        return self.ledger.snapshot()
 
-    return [writer.write(b, f"{i:05d}") for i, b in enumerate(_bundles(stream, pipeline.output.shard_rows))]
+    def close(self) -> None:
+        pass
+
+    def run_phase(
+        self,
+        phase: Phase,
+        reader: Reader,
+        units: list[ReadUnit],
+        skip_ids: frozenset[str] | None,
+        writer: ShardWriter,
+        write_prefix: str,
+    ) -> None:
+        state = writer.state
+
+        def done(key: str, docs: int) -> None:
+            state.unit_done(phase.index, key, docs)
+            self.ledger.unit_done(key, docs)
+
+        def source() -> Iterator[pa.Table]:
+            for unit in units:
+                yield from read_unit(reader, unit, done, skip_ids)
+
+        stream: Iterable[pa.Table] = source()
+        for seg in phase.segments:
+            if seg.kind == "row":
+                stream = map(SegmentRunner(seg.specs, self.ledger, self.pipeline.engine.max_stage_errors), stream)
+            else:
+                spec = seg.specs[0]
+                stage = spec.build()
+                stage.setup()
+                docs = stage.apply_global(LocalDocs(list(stream), self.ledger, spec.id))  # type: ignore[attr-defined]
+                stream = [finish_global(t, stage, spec.id) for t in docs.tables]
+        for i, bundle in enumerate(_bundles(stream, self.pipeline.output.shard_rows)):
+            writer.write(bundle, f"{write_prefix}-{i:05d}")

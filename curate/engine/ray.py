@@ -14,9 +14,10 @@ from typing import Any
 import pyarrow as pa
 
 from curate.config import Pipeline
-from curate.engine.core import Ledger, Segment, SegmentRunner, counting
+from curate.engine.core import Ledger, Phase, Segment, SegmentRunner, read_unit
 from curate.engine.globals import finish_global, live_only
 from curate.io.base import Reader, ReadUnit
+from curate.io.progress import RunState
 from curate.io.sink import ShardWriter
 from curate.schema import ID, REASON
 
@@ -62,7 +63,9 @@ class RayReporter:
         ray.get(self.actor.unit_done.remote(key, docs))
 
 
-def _datasource(reader: Reader, units: list[ReadUnit], reporter: RayReporter) -> Any:
+def _datasource(
+    reader: Reader, units: list[ReadUnit], on_done: Callable[[str, int], None], skip_ids: frozenset[str] | None
+) -> Any:
     from ray.data import Datasource, ReadTask
     from ray.data.block import BlockMetadata
 
@@ -78,7 +81,7 @@ def _datasource(reader: Reader, units: list[ReadUnit], reporter: RayReporter) ->
             for unit in units:
 
                 def read(unit: ReadUnit = unit) -> Iterable[pa.Table]:
-                    return counting(lambda: reader.read(unit), unit.key, reporter.unit_done)
+                    return read_unit(reader, unit, on_done, skip_ids)
 
                 meta = BlockMetadata(
                     num_rows=None, size_bytes=unit.size_bytes or None, exec_stats=None, input_files=(unit.path,)
@@ -87,6 +90,19 @@ def _datasource(reader: Reader, units: list[ReadUnit], reporter: RayReporter) ->
             return tasks
 
     return CurateSource()
+
+
+class _UnitDone:
+    """Run in read tasks when a unit is read to the end: the on-disk marker (resume), then the ledger (progress)."""
+
+    def __init__(self, state: RunState, phase: int, reporter: RayReporter) -> None:
+        self.state = state
+        self.phase = phase
+        self.reporter = reporter
+
+    def __call__(self, key: str, docs: int) -> None:
+        self.state.unit_done(self.phase, key, docs)
+        self.reporter.unit_done(key, docs)
 
 
 class _SegmentActor:
@@ -145,13 +161,10 @@ class RayDocs:
         return RayDocs(ds, self.reporter, self.sid, self.partitions)
 
 
-def _datasink(writer: ShardWriter, min_rows: int) -> Any:
+def _datasink(writer: ShardWriter, min_rows: int, write_prefix: str) -> Any:
     from ray.data import Datasink
 
     class CurateSink(Datasink):
-        def __init__(self) -> None:
-            self.results: list[dict[str, Any]] = []
-
         def get_name(self) -> str:
             return "WriteShards"
 
@@ -160,70 +173,87 @@ def _datasink(writer: ShardWriter, min_rows: int) -> Any:
             return min_rows
 
         def write(self, blocks: Iterable[Any], ctx: Any) -> dict[str, Any]:
-            return writer.write(blocks, f"{ctx.task_idx:05d}")
-
-        def on_write_complete(self, write_result: Any) -> None:
-            self.results = list(write_result.write_returns)
+            # The task index is the same when Ray retries this task: same file names, same commit.
+            return writer.write(blocks, f"{write_prefix}-{ctx.task_idx:05d}")
 
     return CurateSink()
 
 
-def run_ray(pipeline: Pipeline, segments: list[Segment], writer: ShardWriter, ledger_actor: Any) -> list[dict]:
-    import ray
-    import ray.data
+class RayExecutor:
+    name = "ray"
 
-    from curate.registry import user_modules
+    def __init__(self, pipeline: Pipeline, address: str | None) -> None:
+        import ray
+        import ray.data
 
-    for module in user_modules.values():
-        ray.cloudpickle.register_pickle_by_value(module)  # ship the user's own stage code with the tasks
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = os.environ.get("CURATE_RAY_PROGRESS", "") == "1"
-    ctx.verbose_stats_logs = False
-    # A stage's own error (StageError over the cap, a setup failure) surfaces as itself, not as Ray's wrapper.
-    ctx.raise_original_map_exception = True
-    reporter = RayReporter(ledger_actor)
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    workers = min(cpus, pipeline.engine.max_workers or cpus)
-    units = pipeline.input.units()
-    ds = ray.data.read_datasource(_datasource(pipeline.input, units, reporter), override_num_blocks=max(1, len(units)))
-    batch = pipeline.engine.batch_rows
-    max_errors = pipeline.engine.max_stage_errors
-    for seg in segments:
+        self.pipeline = pipeline
+        where = ensure_ray(address)
+        log.info("ray: %s", where)
+        from curate.registry import user_modules
+
+        for module in user_modules.values():
+            ray.cloudpickle.register_pickle_by_value(module)  # ship the user's own stage code with the tasks
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = os.environ.get("CURATE_RAY_PROGRESS", "") == "1"
+        ctx.verbose_stats_logs = False
+        # A stage's own error (StageError over the cap, a setup failure) surfaces as itself, not as Ray's wrapper.
+        ctx.raise_original_map_exception = True
+        self.actor = ray.remote(num_cpus=0)(Ledger).remote()
+        self.reporter = RayReporter(self.actor)
+        self.cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+    def snapshot(self) -> dict[str, Any]:
+        import ray
+
+        return ray.get(self.actor.snapshot.remote())
+
+    def close(self) -> None:
+        import ray
+
+        ray.kill(self.actor)
+
+    def run_phase(
+        self,
+        phase: Phase,
+        reader: Reader,
+        units: list[ReadUnit],
+        skip_ids: frozenset[str] | None,
+        writer: ShardWriter,
+        write_prefix: str,
+    ) -> None:
+        import ray.data
+
+        engine = self.pipeline.engine
+        workers = min(self.cpus, engine.max_workers or self.cpus)
+        on_done = _UnitDone(writer.state, phase.index, self.reporter)
+        source = _datasource(reader, units, on_done, skip_ids)
+        ds = ray.data.read_datasource(source, override_num_blocks=max(1, len(units)))
+        for seg in phase.segments:
+            ds = self._segment(ds, seg, workers)
+        ds.write_datasink(_datasink(writer, self.pipeline.output.shard_rows, write_prefix))
+
+    def _segment(self, ds: Any, seg: Segment, workers: int) -> Any:
+        engine = self.pipeline.engine
         res = dict(seg.resources)
-        num_cpus = res.pop("num_cpus", None)
-        num_gpus = res.pop("num_gpus", None)
-        opts: dict[str, Any] = {"batch_format": "pyarrow", "batch_size": batch, "zero_copy_batch": True}
-        if num_cpus is not None:
-            opts["num_cpus"] = num_cpus
-        if num_gpus is not None:
-            opts["num_gpus"] = num_gpus
+        opts: dict[str, Any] = {"batch_format": "pyarrow", "batch_size": engine.batch_rows, "zero_copy_batch": True}
+        for name in ("num_cpus", "num_gpus"):
+            if name in res:
+                opts[name] = res.pop(name)
         if res:
             opts["resources"] = res
         if seg.kind == "row" and seg.stateful:
-            ds = ds.map_batches(
+            return ds.map_batches(
                 _SegmentActor,
-                fn_constructor_args=(seg.specs, reporter, max_errors),
+                fn_constructor_args=(seg.specs, self.reporter, engine.max_stage_errors),
                 concurrency=(1, workers),
                 **opts,
             )
-        elif seg.kind == "row":
-            ds = ds.map_batches(_segment_task(seg.specs, reporter, max_errors), **opts)
-        else:
-            spec = seg.specs[0]
-            stage = spec.build()
-            stage.setup()
-            docs = stage.apply_global(RayDocs(ds, reporter, spec.id, max(2, 2 * cpus)))  # type: ignore[attr-defined]
-            ds = docs.ds.map_batches(
-                lambda t, stage=stage, sid=spec.id: finish_global(t, stage, sid),
-                batch_format="pyarrow",
-                batch_size=None,
-            )
-    sink = _datasink(writer, pipeline.output.shard_rows)
-    ds.write_datasink(sink)
-    return sink.results
-
-
-def new_ledger() -> Any:
-    import ray
-
-    return ray.remote(num_cpus=0)(Ledger).remote()
+        if seg.kind == "row":
+            return ds.map_batches(_segment_task(seg.specs, self.reporter, engine.max_stage_errors), **opts)
+        spec = seg.specs[0]
+        stage = spec.build()
+        stage.setup()
+        docs = stage.apply_global(RayDocs(ds, self.reporter, spec.id, max(2, 2 * self.cpus)))  # type: ignore[attr-defined]
+        return docs.ds.map_batches(
+            lambda t, stage=stage, sid=spec.id: finish_global(t, stage, sid), batch_format="pyarrow", batch_size=None
+        )

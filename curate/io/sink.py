@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -18,11 +17,13 @@ import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import yaml
 from fsspec.core import url_to_fs
 
 from curate.config import Output
 from curate.errors import OutputError
-from curate.schema import REASON, RESERVED, STAGE, conform
+from curate.io.progress import RunState
+from curate.schema import REASON, RESERVED, STAGE, UNIT, conform
 
 DATA_DIR = "data"
 REJECTED_DIR = "rejected"
@@ -38,34 +39,51 @@ def join(base: str, *parts: str) -> str:
 
 
 class ShardWriter:
-    """Splits batches into kept and rejected rows and writes them as Parquet shards of at most shard_rows."""
+    """Writes a bundle of batches: kept rows to `kept_dir` (OUT/data, or a checkpoint between phases), rejected
+    rows to OUT/rejected/<stage>/, each in shards of at most shard_rows; then commits the bundle (see progress.py).
 
-    def __init__(self, output: Output, kept_schema: pa.Schema, stage_schemas: dict[str, pa.Schema]) -> None:
+    Names depend only on the write id, so a retried task rewrites the same files and the same commit."""
+
+    def __init__(
+        self,
+        output: Output,
+        state: RunState,
+        phase: int,
+        kept_dir: str,
+        kept_schema: pa.Schema,
+        stage_schemas: dict[str, pa.Schema],
+    ) -> None:
         self.output = output
+        self.state = state
+        self.phase = phase
+        self.kept_dir = kept_dir
         self.kept_schema = kept_schema
         self.stage_schemas = stage_schemas
 
     def write(self, tables: Iterable[pa.Table], write_id: str) -> dict[str, Any]:
-        """Write one bundle of batches. Returns shard infos and the counts of what the bundle held."""
+        """Write and commit one bundle; returns its commit record."""
         parts = [t for t in tables if t.num_rows]
-        counts: dict[str, Any] = {"kept": 0, "rejected": {}}
-        shards: list[dict[str, Any]] = []
+        record: dict[str, Any] = {"write_id": write_id, "files": [], "counts": {"kept": 0, "rejected": {}}, "units": {}}
         if not parts:
-            return {"shards": shards, "counts": counts}
+            return record
         table = pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
+        if UNIT in table.column_names:
+            units = pc.value_counts(pc.fill_null(table.column(UNIT), "")).to_pylist()
+            record["units"] = {u["values"]: u["counts"] for u in units}
         reasons = table.column(REASON) if REASON in table.column_names else pa.nulls(table.num_rows, pa.string())
         kept_mask = pc.is_null(reasons)
         kept = table.filter(kept_mask)
-        counts["kept"] = kept.num_rows
+        record["counts"]["kept"] = kept.num_rows
+        files = record["files"]
         if kept.num_rows:
-            shards += self._write_rows(conform(kept, self.kept_schema), DATA_DIR, write_id, "data", None)
+            files += self._write_rows(conform(kept, self.kept_schema), self.kept_dir, write_id, "kept", None)
         rejected = table.filter(pc.invert(kept_mask))
         if rejected.num_rows:
             by_stage: dict[str, Counter[str]] = defaultdict(Counter)
             stages = rejected.column(STAGE).to_pylist()
             for stage, reason in zip(stages, rejected.column(REASON).to_pylist()):
                 by_stage[stage or "unknown"][reason] += 1
-            counts["rejected"] = {s: dict(c) for s, c in by_stage.items()}
+            record["counts"]["rejected"] = {s: dict(c) for s, c in by_stage.items()}
             if self.output.write_rejected:
                 for stage in by_stage:
                     rows = rejected.filter(pc.equal(rejected.column(STAGE), stage))
@@ -74,8 +92,9 @@ class ShardWriter:
                     if "reason" in body.column_names:
                         body = body.drop_columns(["reason"])
                     body = body.append_column("reason", rows.column(REASON))
-                    shards += self._write_rows(body, f"{REJECTED_DIR}/{stage}", write_id, "rejected", stage)
-        return {"shards": shards, "counts": counts}
+                    files += self._write_rows(body, f"{REJECTED_DIR}/{stage}", write_id, "rejected", stage)
+        self.state.commit(self.phase, write_id, record)
+        return record
 
     def _write_rows(self, table: pa.Table, subdir: str, write_id: str, kind: str, stage: str | None) -> list[dict]:
         infos = []
@@ -83,14 +102,12 @@ class ShardWriter:
         for k, start in enumerate(range(0, table.num_rows, step)):
             piece = table.slice(start, step)
             rel = f"{subdir}/part-{write_id}-{k:03d}.parquet"
-            info = self._commit(piece, rel)
+            info = self._put(piece, rel)
             info.update(kind=kind, stage=stage)
-            if stage is not None:
-                info["reasons"] = dict(Counter(piece.column("reason").to_pylist()))
             infos.append(info)
         return infos
 
-    def _commit(self, table: pa.Table, rel: str) -> dict[str, Any]:
+    def _put(self, table: pa.Table, rel: str) -> dict[str, Any]:
         fs, root = url_to_fs(self.output.path)
         final = join(root, rel)
         directory = final.rsplit("/", 1)[0]
@@ -129,8 +146,9 @@ def _sha256(fs: fsspec.AbstractFileSystem, path: str) -> tuple[str, int]:
 # -- the output directory as a whole --------------------------------------------------------------------------
 
 
-def prepare(path: str, overwrite: bool) -> None:
-    """Make sure the output can be written: refuse to clobber a finished run unless asked, probe writability."""
+def prepare(path: str, overwrite: bool, resolved: dict[str, Any]) -> bool:
+    """Make the output directory ready. Returns True when it holds an unfinished run of the same pipeline, which
+    is then resumed; refuses to clobber a finished run or a foreign directory unless asked; probes writability."""
     fs, root = url_to_fs(path)
     try:
         exists = fs.exists(root)
@@ -144,14 +162,20 @@ def prepare(path: str, overwrite: bool) -> None:
                     f"output '{path}' already holds a finished run",
                     hint="pass --overwrite to replace it, or choose another --output",
                 )
-            elif not (fs.exists(join(root, PIPELINE)) or fs.exists(join(root, DATA_DIR))):
+            elif not fs.exists(join(root, PIPELINE)):
                 raise OutputError(
                     f"output '{path}' exists and is not a curate output",
                     hint="choose an empty or new directory, or pass --overwrite to clear it",
                 )
             else:
-                # An unfinished earlier run: start it over (its shards are not in any manifest).
-                fs.rm(root, recursive=True)
+                with fs.open(join(root, PIPELINE), "r") as fh:
+                    before = yaml.safe_load(fh) or {}
+                if any(before.get(k) != resolved.get(k) for k in RESUME_KEYS):
+                    raise OutputError(
+                        f"output '{path}' holds an unfinished run of a different pipeline (its input or stages differ)",
+                        hint="pass --overwrite to start over, or choose another --output",
+                    )
+                return True
         fs.makedirs(root, exist_ok=True)
         probe = join(root, f"{TMP_PREFIX}probe-{uuid.uuid4().hex}")
         with fs.open(probe, "wb") as fh:
@@ -161,6 +185,11 @@ def prepare(path: str, overwrite: bool) -> None:
         raise
     except (OSError, ValueError) as e:
         raise OutputError(f"cannot write to output '{path}': {e}", hint="check the path and its permissions") from e
+    return False
+
+
+# What must match for a run to resume another's output: the same documents through the same stages.
+RESUME_KEYS = ("input", "stages")
 
 
 def write_json(path: str, name: str, obj: Any) -> None:
@@ -179,10 +208,10 @@ def write_text(path: str, name: str, text: str) -> None:
         raise OutputError(f"writing {join(path, name)} failed: {e}") from e
 
 
-def remove_orphans(path: str, shards: list[dict[str, Any]]) -> int:
-    """Delete shard files not in the manifest (a failed attempt's output) and leftover temporary files."""
+def remove_orphans(path: str, keep: list[str]) -> int:
+    """Delete shard files that no commit lists (a failed attempt's output) and leftover temporary files."""
     fs, root = url_to_fs(path)
-    keep = {join(root, s["path"]) for s in shards}
+    wanted = {join(root, p) for p in keep}
     removed = 0
     for sub in (DATA_DIR, REJECTED_DIR):
         base = join(root, sub)
@@ -190,11 +219,14 @@ def remove_orphans(path: str, shards: list[dict[str, Any]]) -> int:
             continue
         for f in fs.find(base):
             f = f if f.startswith("/") or "://" in f or not root.startswith("/") else "/" + f
-            if f not in keep:
+            if f not in wanted:
                 fs.rm(f)
                 removed += 1
     return removed
 
 
-def local_exists(path: str) -> bool:
-    return os.path.exists(path)
+def remove_tree(path: str, sub: str) -> None:
+    fs, root = url_to_fs(path)
+    target = join(root, sub)
+    if fs.exists(target):
+        fs.rm(target, recursive=True)

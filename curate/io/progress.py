@@ -1,0 +1,153 @@
+"""The on-disk state of a run, which is what makes it resumable and its output exactly-once.
+
+    OUT/_progress/attempts/<n>                       one marker per start of the run (n = 1, 2, ...)
+    OUT/_progress/<phase>/units/<digest>.json        {key, docs}: a read unit was read to the end
+    OUT/_progress/<phase>/commits/<write id>.json    a committed bundle: its files, row counts, sha256, counts
+    OUT/_progress/<phase>/DONE                       every unit of the phase is committed
+    OUT/_checkpoint/<phase>/part-*.parquet           live documents handed to the next phase (before a global stage)
+
+A bundle's shard files become part of the output only when its commit file exists (written last, atomically), so a
+worker that dies mid-write, a retried task or a killed driver can leave orphans but never a half-counted shard.
+Units are pieces of input (files, row-group ranges), not workers: a resumed run may use any number of workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from typing import Any
+
+from fsspec.core import url_to_fs
+
+from curate.errors import InputError
+
+PROGRESS = "_progress"
+CHECKPOINT = "_checkpoint"
+
+
+def _join(*parts: str) -> str:
+    return "/".join(p.strip("/") if i else p.rstrip("/") for i, p in enumerate(parts))
+
+
+def unit_digest(key: str) -> str:
+    return hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
+
+
+class RunState:
+    """Reads and writes OUT/_progress. Every write is a whole small file put in place by rename."""
+
+    def __init__(self, out: str) -> None:
+        self.out = out
+        self.fs, self.root = url_to_fs(out)
+
+    # -- paths -----------------------------------------------------------------------------------------
+    def _p(self, *parts: str) -> str:
+        return _join(self.root, PROGRESS, *parts)
+
+    def checkpoint_dir(self, phase: int) -> str:
+        return f"{CHECKPOINT}/{phase}"
+
+    # -- attempts --------------------------------------------------------------------------------------
+    def attempts(self) -> int:
+        d = self._p("attempts")
+        return len(self.fs.ls(d)) if self.fs.exists(d) else 0
+
+    def new_attempt(self) -> int:
+        n = self.attempts() + 1
+        self._put(self._p("attempts", str(n)), "")
+        return n
+
+    # -- units -----------------------------------------------------------------------------------------
+    def unit_done(self, phase: int, key: str, docs: int) -> None:
+        self._put(self._p(str(phase), "units", f"{unit_digest(key)}.json"), json.dumps({"key": key, "docs": docs}))
+
+    def units(self, phase: int) -> dict[str, int]:
+        return {u["key"]: u["docs"] for u in self._read_all(self._p(str(phase), "units"))}
+
+    # -- commits ---------------------------------------------------------------------------------------
+    def commit(self, phase: int, write_id: str, record: dict[str, Any]) -> None:
+        self._put(self._p(str(phase), "commits", f"{write_id}.json"), json.dumps(record))
+
+    def commits(self, phase: int) -> list[dict[str, Any]]:
+        return self._read_all(self._p(str(phase), "commits"))
+
+    def all_commits(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for phase in self.phases():
+            out += self.commits(phase)
+        return out
+
+    def phases(self) -> list[int]:
+        d = self._p()
+        if not self.fs.exists(d):
+            return []
+        names = [p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(d)]
+        return sorted(int(n) for n in names if n.isdigit())
+
+    # -- phases ----------------------------------------------------------------------------------------
+    def phase_done(self, phase: int) -> bool:
+        return self.fs.exists(self._p(str(phase), "DONE"))
+
+    def mark_phase_done(self, phase: int) -> None:
+        self._put(self._p(str(phase), "DONE"), "")
+
+    def discard_phase(self, phase: int) -> None:
+        """Forget a phase's partial work (a phase that starts with a global stage cannot resume part-way)."""
+        for commit in self.commits(phase):
+            for f in commit["files"]:
+                path = _join(self.root, f["path"])
+                if self.fs.exists(path):
+                    self.fs.rm(path)
+        d = self._p(str(phase))
+        if self.fs.exists(d):
+            self.fs.rm(d, recursive=True)
+
+    def written_per_unit(self, phase: int) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for commit in self.commits(phase):
+            for key, n in commit.get("units", {}).items():
+                totals[key] = totals.get(key, 0) + n
+        return totals
+
+    def verify_files(self, commits: list[dict[str, Any]]) -> None:
+        """Cheap check that every committed file is still there with its size; a damaged output says so."""
+        for commit in commits:
+            for f in commit["files"]:
+                path = _join(self.root, f["path"])
+                try:
+                    size = self.fs.size(path)
+                except FileNotFoundError:
+                    size = None
+                if size != f["bytes"]:
+                    raise InputError(
+                        f"output shard {f['path']} is {'missing' if size is None else 'damaged'} "
+                        f"(expected {f['bytes']} bytes, found {size})",
+                        hint="the output was changed outside curate; rerun with --overwrite to start over",
+                    )
+
+    def clear(self) -> None:
+        for d in (self._p(), _join(self.root, CHECKPOINT)):
+            if self.fs.exists(d):
+                self.fs.rm(d, recursive=True)
+
+    # -- io helpers ------------------------------------------------------------------------------------
+    def _put(self, path: str, text: str) -> None:
+        directory = path.rsplit("/", 1)[0]
+        self.fs.makedirs(directory, exist_ok=True)
+        tmp = f"{directory}/.tmp-{uuid.uuid4().hex}"
+        with self.fs.open(tmp, "w") as fh:
+            fh.write(text)
+        self.fs.mv(tmp, path)
+
+    def _read_all(self, directory: str) -> list[dict[str, Any]]:
+        if not self.fs.exists(directory):
+            return []
+        out = []
+        for path in sorted(self.fs.ls(directory)):
+            name = path.rstrip("/").rsplit("/", 1)[-1]
+            if not name.endswith(".json") or name.startswith("."):
+                continue
+            with self.fs.open(path, "r") as fh:
+                out.append(json.load(fh))
+        return out
