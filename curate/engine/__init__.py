@@ -67,9 +67,7 @@ def run(
                 kept_dir = sink.DATA_DIR if phase.final else state.checkpoint_dir(phase.index)
                 phase_schema = kept_schema if phase.final else schemas[phases[phase.index + 1].first_stage]
                 writer = ShardWriter(pipeline.output, state, phase.index, kept_dir, phase_schema, schemas)
-                _unwrap_ray_errors(
-                    lambda: executor.run_phase(phase, reader, units, skip, writer, f"a{attempt}p{phase.index}")
-                )
+                _unwrap_ray_errors(executor.run_phase, phase, reader, units, skip, writer, f"a{attempt}p{phase.index}")
                 missing = [u.key for u in units if u.key not in state.units(phase.index)]
                 if missing:
                     raise ConservationError(
@@ -166,10 +164,10 @@ def _finish(out: str, state: RunState, phases: list[Phase], stats: dict[str, Any
     sink.remove_tree(out, PROGRESS)
 
 
-def _unwrap_ray_errors(fn: Callable[[], Any]) -> Any:
+def _unwrap_ray_errors(fn: Callable[..., Any], *args: Any) -> Any:
     """Ray wraps exceptions raised in tasks; surface our own user-facing errors as themselves."""
     try:
-        return fn()
+        return fn(*args)
     except CurateError:
         raise
     except Exception as e:
