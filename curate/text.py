@@ -1,17 +1,511 @@
-"""Text helpers shared by stages: word splitting (language-aware), normalisation for hashing."""
+"""Text helpers shared by stages: language-aware word and sentence splitting, normalisation for hashing.
+
+Word splitting for space-delimited languages reproduces spaCy's rule tokenizer (what datatrove's Gopher, C4 and
+FineWeb filters count words with: `spacy.blank(lang)` plus its sentencizer) in pure Python from exported rules
+(prefix, suffix and infix patterns, URL pattern, special cases). Work is cached per whitespace-delimited chunk: web
+text is Zipfian, so almost every chunk is a cache hit and a document costs one `str.split()` and a dict lookup per
+chunk, where spaCy builds a Doc of C structs per document. Chinese and Japanese (no spaces) are split into Han
+characters and kana/Latin/digit runs, Korean into space-delimited eojeol without punctuation.
+`register_splitter()` plugs in another splitter for a language (jieba, a morphological analyser, kiwi).
+
+Tokenizers also hand out integer token ids (`token_ids()`), so that filters can count n-grams with numpy.
+"""
 
 from __future__ import annotations
 
+import gzip
+import json
 import re
+import threading
 import unicodedata
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
-_WORD = re.compile(r"\w+(?:['\u2019-]\w+)*", re.UNICODE)
+import numpy as np
+
 _SPACE = re.compile(r"\s+")
+DATA = Path(__file__).resolve().parent / "data"
+
+# ISO 639-3 spellings a user may write (datatrove's Languages uses "eng") -> the 639-1 codes used here.
+_ALIASES = {
+    "eng": "en", "deu": "de", "fra": "fr", "spa": "es", "ita": "it", "por": "pt", "nld": "nl", "rus": "ru",
+    "pol": "pl", "zho": "zh", "cmn": "zh", "jpn": "ja", "kor": "ko",
+}  # fmt: skip
+CJK_LANGUAGES = frozenset({"zh", "ja", "yue", "wuu", "lzh"})
+# Languages whose spaCy rules ship in curate/data (spacy_<code>.json.gz); other space-delimited languages use
+# spaCy's multi-language rules ('xx'), which is also datatrove's proxy for most languages.
+RULE_LANGUAGES = frozenset({"en", "xx", "de", "fr", "es", "it", "pt", "nl", "ru", "pl"})
+
+
+def canonical_language(language: str | None) -> str | None:
+    """'eng', 'en', 'en_Latn', 'zho_Hans', 'EN' -> 'en' / 'zh' (ISO 639-1 where we know one)."""
+    if not language:
+        return None
+    code = language.replace("-", "_").split("_")[0].lower()
+    return _ALIASES.get(code, code)
+
+
+# -- the tokenizer base: chunk cache, vocabulary, memo ----------------------------------------------------------
+
+
+class WordTokenizer:
+    """Splits text on whitespace, then each chunk into tokens (cached); tokens also get stable integer ids.
+
+    Ids index `strings`. When the vocabulary outgrows `max_vocab` it is reset between calls and `generation`
+    increases, so a filter that keeps per-id arrays knows to rebuild them.
+    """
+
+    def __init__(self, language: str, max_vocab: int = 2_000_000, memo_size: int = 4096) -> None:
+        self.language = language
+        self.strings: list[str] = []
+        self.generation = 0
+        self._vocab: dict[str, int] = {}
+        self._chunks: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {}
+        self._lengths = np.zeros(0, np.int64)
+        self._max_vocab = max_vocab
+        self._memo: dict[str, np.ndarray] = {}
+        self._memo_size = memo_size
+
+    def chunk_tokens(self, chunk: str) -> tuple[str, ...]:
+        """Tokens of one whitespace-free chunk (uncached)."""
+        raise NotImplementedError
+
+    def _entry(self, chunk: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
+        entry = self._chunks.get(chunk)
+        if entry is None:
+            toks = self.chunk_tokens(chunk)
+            vocab = self._vocab
+            ids = []
+            for t in toks:
+                i = vocab.get(t)
+                if i is None:
+                    i = vocab[t] = len(self.strings)
+                    self.strings.append(t)
+                ids.append(i)
+            entry = self._chunks[chunk] = (toks, tuple(ids))
+        return entry
+
+    def _maybe_reset(self) -> None:
+        # Only between calls, so ids handed out within one call stay consistent.
+        if len(self.strings) > self._max_vocab or len(self._chunks) > 4 * self._max_vocab:
+            self._vocab.clear()
+            self._chunks.clear()
+            self._memo.clear()
+            self.strings = []
+            self._lengths = np.zeros(0, np.int64)
+            self.generation += 1
+
+    def words(self, text: str) -> list[str]:
+        """All tokens of `text` (punctuation included), as datatrove's word_tokenize returns them."""
+        self._maybe_reset()
+        chunks = self._chunks
+        out: list[str] = []
+        extend = out.extend
+        for chunk in text.split():
+            entry = chunks.get(chunk)
+            if entry is None:
+                entry = self._entry(chunk)
+            extend(entry[0])
+        return out
+
+    def token_ids(self, text: str) -> np.ndarray:
+        """Token ids of `text` (int64, read-only). The last few thousand texts are remembered, so that the
+        stages of a fused chain tokenize each document once."""
+        ids = self._memo.get(text)
+        if ids is not None:
+            return ids
+        self._maybe_reset()
+        chunks = self._chunks
+        out: list[int] = []
+        extend = out.extend
+        for chunk in text.split():
+            entry = chunks.get(chunk)
+            if entry is None:
+                entry = self._entry(chunk)
+            extend(entry[1])
+        ids = np.array(out, dtype=np.int64)
+        ids.flags.writeable = False
+        memo = self._memo
+        if len(memo) >= self._memo_size:
+            del memo[next(iter(memo))]  # oldest first (dicts keep insertion order)
+        memo[text] = ids
+        return ids
+
+    def lengths(self) -> np.ndarray:
+        """Character length of every token id."""
+        n = len(self.strings)
+        if len(self._lengths) < n:
+            new = np.fromiter(map(len, self.strings[len(self._lengths) :]), np.int64, n - len(self._lengths))
+            self._lengths = np.concatenate([self._lengths, new])
+        return self._lengths
+
+    def id_property(self, cache: dict[str, Any], fn: Callable[[str], Any], dtype: Any = np.bool_) -> np.ndarray:
+        """A per-id array of fn(token), kept in `cache` (owned by the caller) and extended as the vocabulary
+        grows; rebuilt after a vocabulary reset."""
+        if cache.get("generation") != self.generation:
+            cache.clear()
+            cache["generation"] = self.generation
+            cache["values"] = np.zeros(0, dtype)
+        values: np.ndarray = cache["values"]
+        n = len(self.strings)
+        if len(values) < n:
+            new = np.fromiter(map(fn, self.strings[len(values) :]), dtype, n - len(values))
+            values = cache["values"] = np.concatenate([values, new])
+        return values
+
+    def split_sentences(self, text: str) -> list[str]:
+        """Sentences; the base rule: terminal punctuation followed by whitespace, or a line break."""
+        return [s for s in _GENERIC_SENTENCE_END.split(text) if s and not s.isspace()]
+
+    def count_sentences(self, text: str) -> int:
+        """Number of sentences (see split_sentences)."""
+        return len(self.split_sentences(text))
+
+
+class RegexTokenizer(WordTokenizer):
+    """Tokens are the matches of a regular expression within each whitespace-delimited chunk."""
+
+    def __init__(self, language: str, pattern: re.Pattern[str]) -> None:
+        super().__init__(language)
+        self._findall = pattern.findall
+
+    def chunk_tokens(self, chunk: str) -> tuple[str, ...]:
+        return tuple(self._findall(chunk))
+
+    def split_sentences(self, text: str) -> list[str]:
+        if self.language in CJK_LANGUAGES:
+            return [s for s in _CJK_SENTENCE.findall(text) if not s.isspace()]
+        return super().split_sentences(text)
+
+
+class FunctionTokenizer(WordTokenizer):
+    """A user's splitter `fn(text) -> words` for a language; it sees whole texts, not chunks."""
+
+    def __init__(self, language: str, fn: Callable[[str], Iterable[str]]) -> None:
+        super().__init__(language)
+        self._fn = fn
+
+    def chunk_tokens(self, chunk: str) -> tuple[str, ...]:
+        return tuple(self._fn(chunk))
+
+    def words(self, text: str) -> list[str]:
+        return list(self._fn(text))
+
+    def token_ids(self, text: str) -> np.ndarray:
+        self._maybe_reset()
+        vocab = self._vocab
+        out = []
+        for t in self._fn(text):
+            i = vocab.get(t)
+            if i is None:
+                i = vocab[t] = len(self.strings)
+                self.strings.append(t)
+            out.append(i)
+        ids = np.array(out, dtype=np.int64)
+        ids.flags.writeable = False
+        return ids
+
+
+# -- spaCy-compatible rule tokenizer ----------------------------------------------------------------------------
+
+
+class RuleTokenizer(WordTokenizer):
+    """spaCy's Tokenizer algorithm (affixes, infixes, URL match, special cases) over exported rules."""
+
+    def __init__(self, rules: dict[str, Any]) -> None:
+        super().__init__(rules["language"])
+        self._prefix = re.compile(rules["prefix"]).search if rules["prefix"] else None
+        self._suffix = re.compile(rules["suffix"]).search if rules["suffix"] else None
+        self._infix = re.compile(rules["infix"]).finditer if rules["infix"] else None
+        self._url = re.compile(rules["url"]).match if rules["url"] else None
+        self._token_match = re.compile(rules["token_match"]).match if rules.get("token_match") else None
+        self._specials: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in rules["specials"].items()}
+        # Special cases spaCy re-applies after affix splitting (its PhraseMatcher pass): the token sequence the
+        # string gets without special cases -> the special tokenization. Applied within a chunk.
+        self._matcher: dict[tuple[str, ...], tuple[str, ...]] = {}
+        for string in rules["matcher_specials"]:
+            if " " in string:
+                continue  # only ' ' itself: a whitespace token, which word counts drop anyway
+            plain = tuple(self._tokenize(string, with_specials=False))
+            if len(plain) > 1:
+                self._matcher[plain] = self._specials[string]
+        self._matcher_lengths = sorted({len(k) for k in self._matcher}, reverse=True)
+        self._matcher_first = frozenset(k[0] for k in self._matcher)
+        self.sentence_punct: frozenset[str] = frozenset(rules["sentence_punct"])
+
+    # A line-by-line port of spacy/tokenizer.pyx (_split_affixes, _attach_tokens).
+    def _tokenize(self, string: str, with_specials: bool = True) -> list[str]:
+        specials = self._specials if with_specials else {}
+        if string in specials:
+            return list(specials[string])
+        prefixes: list[str] = []
+        suffixes: list[str] = []
+        last_size = 0
+        while string and len(string) != last_size:
+            if self._token_match and self._token_match(string):
+                break
+            if string in specials:
+                break
+            last_size = len(string)
+            pre_len = _found(self._prefix, string)
+            if pre_len:
+                prefix = string[:pre_len]
+                minus_pre = string[pre_len:]
+                if minus_pre and minus_pre in specials:
+                    string = minus_pre
+                    prefixes.append(prefix)
+                    break
+            suf_len = _found(self._suffix, string[pre_len:])
+            if suf_len:
+                suffix = string[-suf_len:]
+                minus_suf = string[:-suf_len]
+                if minus_suf and minus_suf in specials:
+                    string = minus_suf
+                    suffixes.append(suffix)
+                    break
+            if pre_len and suf_len and (pre_len + suf_len) <= len(string):
+                string = string[pre_len:-suf_len]
+                prefixes.append(prefix)
+                suffixes.append(suffix)
+            elif pre_len:
+                string = minus_pre
+                prefixes.append(prefix)
+            elif suf_len:
+                string = minus_suf
+                suffixes.append(suffix)
+        tokens = prefixes
+        if string:
+            if string in specials:
+                tokens.extend(specials[string])
+            elif (self._token_match and self._token_match(string)) or (self._url and self._url(string)):
+                tokens.append(string)
+            else:
+                start = 0
+                for m in self._infix(string) if self._infix else ():
+                    infix_start, infix_end = m.start(), m.end()
+                    if infix_start == 0:
+                        continue
+                    if infix_start != start:
+                        tokens.append(string[start:infix_start])
+                    if infix_start != infix_end:
+                        tokens.append(string[infix_start:infix_end])
+                    start = infix_end
+                if string[start:]:
+                    tokens.append(string[start:])
+        tokens.extend(reversed(suffixes))
+        return tokens
+
+    def _apply_matcher(self, tokens: list[str]) -> list[str]:
+        """spaCy's _apply_special_cases within one chunk: longest match first, then leftmost; no overlaps."""
+        n = len(tokens)
+        found: list[tuple[int, int]] = []
+        for length in self._matcher_lengths:
+            for start in range(0, n - length + 1):
+                if tuple(tokens[start : start + length]) in self._matcher:
+                    found.append((start, start + length))
+        if not found:
+            return tokens
+        found.sort(key=lambda se: (-(se[1] - se[0]), se[0]))
+        seen: set[int] = set()
+        keep: list[tuple[int, int]] = []
+        for s, e in found:
+            if s not in seen and e - 1 not in seen:
+                keep.append((s, e))
+            seen.update(range(s, e))
+        keep.sort()
+        out: list[str] = []
+        i = 0
+        for s, e in keep:
+            out.extend(tokens[i:s])
+            out.extend(self._matcher[tuple(tokens[s:e])])
+            i = e
+        out.extend(tokens[i:])
+        return out
+
+    def chunk_tokens(self, chunk: str) -> tuple[str, ...]:
+        # A run of letters is one token unless it is a special case ("cannot" -> "can", "not"): no shipped rule
+        # set has a letters-only affix or infix (tests/test_text.py checks this against the slow path).
+        if chunk.isalpha() and chunk not in self._specials:
+            return (chunk,)
+        tokens = self._tokenize(chunk)
+        if len(tokens) > 1 and self._matcher_first.intersection(tokens):
+            tokens = self._apply_matcher(tokens)
+        return tuple(tokens)
+
+    def _sentence_ends(self, text: str) -> list[int]:
+        """End offset of every sentence but the last, as spaCy's rule-based Sentencizer splits: a sentence
+        starts at the first token that is not punctuation after a token in punct_chars."""
+        punct = self.sentence_punct
+        ends: list[int] = []
+        seen_period = False
+        started = False
+        prev_end = 0  # end offset of the last non-whitespace token
+        pos = 0
+        for piece in _WS_RUNS.split(text):
+            if not piece:
+                continue
+            if piece[0].isspace():
+                # A whitespace run other than one ' ' is a token of its own in spaCy (and not punctuation).
+                if piece != " " and started and seen_period:
+                    ends.append(prev_end)
+                    seen_period = False
+                pos += len(piece)
+                continue
+            for tok in self._entry(piece)[0]:
+                started = True
+                in_punct = tok in punct
+                if seen_period and not in_punct and not is_punct(tok):
+                    ends.append(prev_end)
+                    seen_period = False
+                elif in_punct:
+                    seen_period = True
+                pos += len(tok)
+                prev_end = pos
+        return ends
+
+    def count_sentences(self, text: str) -> int:
+        """Number of sentences, as spaCy's Sentencizer counts them."""
+        if not text:
+            return 0
+        return len(self._sentence_ends(text)) + 1
+
+    def split_sentences(self, text: str) -> list[str]:
+        """Sentences as datatrove's split_into_sentences cuts them: contiguous pieces that cover the text, each
+        ending where spaCy's sentence ends (whitespace goes to the start of the next)."""
+        if not text:
+            return []
+        ends = self._sentence_ends(text)
+        return [text[a:b] for a, b in zip([0, *ends], [*ends, len(text)])]
+
+
+def _found(search: Callable[[str], re.Match[str] | None] | None, string: str) -> int:
+    if search is None:
+        return 0
+    m = search(string)
+    return m.end() - m.start() if m is not None else 0
+
+
+_WS_RUNS = re.compile(r"(\s+)")
+_GENERIC_SENTENCE_END = re.compile(r"(?<=[.!?։؟۔।॥။።᙮‼‽⁇⁈⁉！．？｡。])\s+|\n+")
+
+
+@lru_cache(maxsize=65536)
+def is_punct(token: str) -> bool:
+    """spaCy's lexeme attribute is_punct: every character is Unicode punctuation (category P*)."""
+    return all(unicodedata.category(c).startswith("P") for c in token)
+
+
+def export_spacy_rules(language: str, path: str | Path) -> None:
+    """Write spaCy's tokenizer rules for `language` (spacy.blank) to a .json.gz that RuleTokenizer loads.
+
+    How curate/data/spacy_*.json.gz were made (spaCy is MIT-licensed; see curate/data/NOTICE.md):
+    `python -c "from curate.text import export_spacy_rules as e; e('en', 'curate/data/spacy_en.json.gz')"`
+    """
+    import spacy
+    from spacy.attrs import ORTH
+    from spacy.pipeline import Sentencizer
+
+    tok = spacy.blank(language).tokenizer
+
+    def pattern(fn: Any) -> str | None:
+        return fn.__self__.pattern if fn is not None else None
+
+    rules = {s: [t[ORTH] for t in v] for s, v in tok.rules.items()}
+    # The special cases spaCy also matches after affix splitting (its faster_heuristics selection).
+    matcher = [s for s in rules if tok.find_prefix(s) or tok.find_infix(s) or tok.find_suffix(s) or " " in s]
+    data = {
+        "language": language,
+        "source": f"spaCy {spacy.__version__} spacy.blank({language!r}).tokenizer (MIT License, Explosion AI)",
+        "prefix": pattern(tok.prefix_search),
+        "suffix": pattern(tok.suffix_search),
+        "infix": pattern(tok.infix_finditer),
+        "url": pattern(tok.url_match),
+        "token_match": pattern(tok.token_match),
+        "specials": rules,
+        "matcher_specials": matcher,
+        "sentence_punct": list(Sentencizer.default_punct_chars),
+    }
+    with gzip.open(path, "wt", encoding="utf-8", compresslevel=9) as f:
+        json.dump(data, f, ensure_ascii=False, sort_keys=True)
+
+
+# -- scripts without spaces -------------------------------------------------------------------------------------
+
+# Han ideographs one word each (the character is the unit of meaning; the median Chinese word is 1-2 characters),
+# kana runs, Hangul runs, and runs of other word characters (Latin words, digits) inside CJK text.
+_HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+_KANA = r"\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f"
+_HANGUL = r"\uac00-\ud7af\u1100-\u11ff\u3130-\u318f"
+_CJK_WORD = re.compile(
+    rf"[{_HAN}]|[\u3040-\u309f]+|[\u30a0-\u30ff\u31f0-\u31ff\uff66-\uff9f]+|[{_HANGUL}]+|[^\W{_HAN}{_KANA}{_HANGUL}]+"
+)
+# Korean is written with spaces between eojeol (a word with its particles): words are those, minus punctuation.
+_KO_WORD = re.compile(r"\w+(?:['\u2019]\w+)*")
+# A CJK sentence: text up to terminal punctuation (with closing quotes/brackets), or up to a line break.
+_CJK_SENTENCE = re.compile(r"[^。！？!?｡\n]*[。！？!?｡]+[」』”’)）]*|[^。！？!?｡\n]+")
+
+
+# -- dispatch ---------------------------------------------------------------------------------------------------
+
+_tokenizers: dict[str, WordTokenizer] = {}
+_registered: dict[str, Callable[[str], Iterable[str]]] = {}
+_lock = threading.RLock()
+
+
+def register_splitter(language: str, splitter: Callable[[str], Iterable[str]] | None) -> None:
+    """Split documents of `language` with `splitter(text) -> words` (e.g. jieba for 'zh', kiwi for 'ko');
+    None restores the built-in splitter."""
+    lang = canonical_language(language) or language
+    with _lock:
+        if splitter is None:
+            _registered.pop(lang, None)
+        else:
+            _registered[lang] = splitter
+        _tokenizers.pop(lang, None)
+
+
+def _build(lang: str) -> WordTokenizer:
+    if lang in _registered:
+        return FunctionTokenizer(lang, _registered[lang])
+    if lang in CJK_LANGUAGES:
+        return RegexTokenizer(lang, _CJK_WORD)
+    if lang == "ko":
+        return RegexTokenizer(lang, _KO_WORD)
+    rules = lang if lang in RULE_LANGUAGES else "xx"
+    if rules != lang:
+        return tokenizer(rules)
+    with gzip.open(DATA / f"spacy_{rules}.json.gz", "rt", encoding="utf-8") as f:
+        return RuleTokenizer(json.load(f))
+
+
+def tokenizer(language: str | None = "en") -> WordTokenizer:
+    """The shared word tokenizer for a language (built once per process): spaCy's rules for en, de, fr, es, it,
+    pt, nl, ru, pl; CJK and Korean splitters; spaCy's multi-language rules for other languages. None -> en."""
+    lang = canonical_language(language) or "en"
+    tok = _tokenizers.get(lang)
+    if tok is None:
+        with _lock:
+            tok = _tokenizers.get(lang)
+            if tok is None:
+                tok = _tokenizers[lang] = _build(lang)
+    return tok
 
 
 def split_words(text: str, language: str | None = None) -> list[str]:
-    """Words of `text`. Placeholder splitter on word characters; language-aware splitting lives here too."""
-    return _WORD.findall(text)
+    """Words of `text` (punctuation tokens included), split as `language` wants; None means English."""
+    return tokenizer(language).words(text)
+
+
+def split_sentences(text: str, language: str | None = None) -> list[str]:
+    """Sentences of `text`: spaCy's Sentencizer rules, or 。！？ and line breaks for CJK."""
+    return tokenizer(language).split_sentences(text)
+
+
+def count_sentences(text: str, language: str | None = None) -> int:
+    """Number of sentences in `text`: spaCy's Sentencizer rules, or 。！？ and line breaks for CJK."""
+    return tokenizer(language).count_sentences(text)
 
 
 def normalize_for_hash(text: str) -> str:
