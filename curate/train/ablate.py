@@ -1,0 +1,296 @@
+"""Data ablations, as FineWeb (Penedo et al. 2024) and DCLM (Li et al. 2024) run them: the same model, seed,
+tokenizer and token budget trained on each curated output, compared on one common held-out set."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from curate.errors import ConfigError
+from curate.train.config import TrainConfig
+from curate.train.data import input_files, is_val, iter_docs, iter_texts
+from curate.train.eval import EvalResult, cat_tokens, load_eval_tokens, stream_loss
+from curate.train.loop import (
+    TOKENIZER,
+    model_from_checkpoint,
+    resolve_device,
+    resolve_dtype,
+    train,
+)
+from curate.train.shards import TokenStream, build_shards
+from curate.train.tokenizer import Tokenizer, capped, train_bpe
+
+log = logging.getLogger("curate.train")
+
+HELDOUT = "heldout"
+
+
+@dataclass
+class ArmResult:
+    """One arm of the ablation: what it trained on and how it scores."""
+
+    name: str
+    path: str
+    train_docs: int
+    train_tokens: int
+    tokens_seen: int
+    final_train_loss: float
+    heldout: EvalResult
+    val_losses: dict[str, float]  # loss on each arm's validation split, by arm name
+    curve: list[tuple[int, float]]  # (tokens seen, held-out loss) at each periodic evaluation
+
+    @property
+    def epochs(self) -> float:
+        return self.tokens_seen / max(self.train_tokens, 1)
+
+
+def arm_names(paths: list[str], names: list[str] | None = None) -> list[str]:
+    """Names for the arms: given, else each path's last component (made unique)."""
+    if names is not None:
+        if len(names) != len(paths):
+            raise ConfigError(f"--names gives {len(names)} names for {len(paths)} outputs")
+        out = names
+    else:
+        out = [re.sub(r"[^A-Za-z0-9_.\-]+", "_", os.path.basename(os.path.normpath(p))) or "arm" for p in paths]
+        seen: dict[str, int] = {}
+        for i, n in enumerate(out):
+            seen[n] = seen.get(n, 0) + 1
+            if seen[n] > 1:
+                out[i] = f"{n}-{seen[n]}"
+    if len(set(out)) != len(out):
+        raise ConfigError(f"arm names must be unique, got {', '.join(out)}")
+    return out
+
+
+def _round_robin(iterators: list[Iterator[str]]) -> Iterator[str]:
+    live = list(iterators)
+    while live:
+        for it in list(live):
+            try:
+                yield next(it)
+            except StopIteration:
+                live.remove(it)
+
+
+def shared_tokenizer(cfg: TrainConfig, paths: list[str], out_dir: str) -> Tokenizer:
+    """The configured tokenizer file, else one BPE trained on equal shares of every arm's training split."""
+    if cfg.tokenizer.path:
+        return Tokenizer.from_file(cfg.tokenizer.path, cfg.tokenizer.eos_token)
+    own = os.path.join(out_dir, TOKENIZER)
+    if os.path.exists(own):
+        return Tokenizer.from_file(own)
+    share = cfg.tokenizer.max_train_chars // len(paths)
+    d = cfg.data
+    streams = [capped(iter_texts(input_files(p), "train", d.val_fraction, d.text_column), share) for p in paths]
+    log.info("training one %d-token BPE on %d outputs", cfg.tokenizer.vocab_size, len(paths))
+    tok = train_bpe(_round_robin(streams), cfg.tokenizer.vocab_size, cfg.tokenizer.min_frequency)
+    tok.save(own)
+    return tok
+
+
+def pooled_validation(
+    tok: Tokenizer, paths: list[str], val_fraction: float, text_column: str, max_tokens: int | None
+) -> tuple[np.ndarray, int, int]:
+    """Every arm's validation documents, each document once (by id): the default common held-out set.
+
+    A document's split depends only on its id, so no arm trained on any of these documents."""
+    seen: set[str] = set()
+    parts: list[np.ndarray] = []
+    n_tokens = n_docs = n_bytes = 0
+    for p in paths:
+        for f in input_files(p):
+            for ids, texts in iter_docs(f, text_column):
+                for i, t in zip(ids, texts):
+                    if not t or i in seen or not is_val(i, val_fraction):
+                        continue
+                    if max_tokens is not None and n_tokens >= max_tokens:
+                        return cat_tokens(parts), n_docs, n_bytes
+                    seen.add(i)
+                    arr = tok.encode_docs([t])
+                    parts.append(arr)
+                    n_tokens, n_docs, n_bytes = n_tokens + len(arr), n_docs + 1, n_bytes + len(t.encode()) + 1
+    return cat_tokens(parts), n_docs, n_bytes
+
+
+def ablate(
+    cfg: TrainConfig,
+    paths: list[str],
+    out_dir: str,
+    *,
+    names: list[str] | None = None,
+    heldout: list[str] | None = None,
+    max_eval_tokens: int | None = 2_000_000,
+) -> list[ArmResult]:
+    """Train cfg's model once per output in `paths` and compare them; resumable (rerun to continue)."""
+    if len(paths) < 2:
+        raise ConfigError("an ablation compares two or more curated outputs")
+    arms = arm_names(paths, names)
+    os.makedirs(out_dir, exist_ok=True)
+    tok = shared_tokenizer(cfg, paths, out_dir)
+    d, t = cfg.data, cfg.train
+
+    if heldout:
+        tokens, h_docs, h_bytes = load_eval_tokens(tok, heldout, text_column=d.text_column, max_tokens=max_eval_tokens)
+        h_name = ", ".join(heldout)
+    else:
+        tokens, h_docs, h_bytes = pooled_validation(tok, paths, d.val_fraction, d.text_column, max_eval_tokens)
+        h_name = "pooled validation split of all arms"
+    if len(tokens) < t.seq_len + 1:
+        raise ConfigError(
+            f"the held-out set ({h_name}) has {len(tokens):,} tokens, fewer than one sequence of {t.seq_len}",
+            hint="raise data.val_fraction, or pass --heldout with more text",
+        )
+    heldout_stream = TokenStream.from_array(tokens, os.path.join(out_dir, f"{HELDOUT}.bin"))
+    log.info("held-out set: %s, %s docs, %s tokens", h_name, f"{h_docs:,}", f"{len(tokens):,}")
+
+    indexes = {}
+    for arm, path in zip(arms, paths):
+        indexes[arm] = build_shards(
+            path,
+            tok,
+            os.path.join(out_dir, arm, "tokens"),
+            val_fraction=d.val_fraction,
+            text_column=d.text_column,
+            parallel=d.parallel,
+            address=d.address,
+        )
+    device = resolve_device(t.device)
+    dtype = resolve_dtype(t.dtype, device)
+    results: list[ArmResult] = []
+    for arm, path in zip(arms, paths):
+        index = indexes[arm]
+        arm_cfg = dataclasses.replace(
+            cfg,
+            name=f"{cfg.name}-{arm}",
+            out=os.path.join(out_dir, arm),
+            data=dataclasses.replace(d, path=path, tokens=index.path),
+        )
+        log.info("ablation arm %s: %s", arm, path)
+        res = train(arm_cfg, tok=tok, index=index, eval_sets={HELDOUT: heldout_stream})
+        model, _, _ = model_from_checkpoint(arm_cfg.run_dir, device)
+        total, count = stream_loss(model, tokens, t.seq_len, t.batch_size, device, dtype)
+        h = EvalResult(HELDOUT, h_docs, count, h_bytes, total / max(count, 1))
+        val = {}
+        for other, oindex in indexes.items():
+            vstream = oindex.stream("val")
+            n = len(vstream) if max_eval_tokens is None else min(len(vstream), max_eval_tokens)
+            vt, vc = stream_loss(model, vstream.read(0, n), t.seq_len, t.batch_size, device, dtype)
+            val[other] = vt / vc if vc else math.nan
+        curve = [(e["tokens"], e["loss"]) for e in res.evals if e["set"] == HELDOUT]
+        results.append(
+            ArmResult(
+                name=arm,
+                path=path,
+                train_docs=index.docs("train"),
+                train_tokens=index.tokens("train"),
+                tokens_seen=res.tokens,
+                final_train_loss=float(np.mean(res.train_losses[-max(1, t.log_every) :])),
+                heldout=h,
+                val_losses=val,
+                curve=curve,
+            )
+        )
+        del model
+        free_memory()
+    report = {
+        "config": cfg.to_dict(),
+        "heldout": {"source": h_name, "docs": h_docs, "tokens": len(tokens), "bytes": h_bytes},
+        "arms": [_arm_json(r) for r in results],
+    }
+    with open(os.path.join(out_dir, "ablation.json"), "w", encoding="utf-8") as fh:
+        json.dump(report, fh, indent=1)
+    table = format_table(results, h_name)
+    with open(os.path.join(out_dir, "ablation.md"), "w", encoding="utf-8") as fh:
+        fh.write(table + "\n")
+    plot(results, os.path.join(out_dir, "ablation.png"), h_name)
+    return results
+
+
+def _arm_json(r: ArmResult) -> dict[str, Any]:
+    return {
+        "name": r.name,
+        "path": r.path,
+        "train_docs": r.train_docs,
+        "train_tokens": r.train_tokens,
+        "tokens_seen": r.tokens_seen,
+        "epochs": r.epochs,
+        "final_train_loss": r.final_train_loss,
+        "heldout_loss": r.heldout.loss,
+        "heldout_perplexity": r.heldout.perplexity,
+        "heldout_bits_per_byte": r.heldout.bits_per_byte,
+        "val_losses": r.val_losses,
+        "curve": r.curve,
+    }
+
+
+def format_table(results: list[ArmResult], heldout_name: str) -> str:
+    """The side-by-side comparison as a Markdown table (held-out first, then each arm's own validation split)."""
+    names = [r.name for r in results]
+    head = ["arm", "train docs", "train tokens", "epochs", "train loss", "held-out loss", "ppl", "bits/byte"]
+    head += [f"val loss on {n}" for n in names]
+    rows = []
+    for r in results:
+        rows.append(
+            [
+                r.name,
+                f"{r.train_docs:,}",
+                f"{r.train_tokens:,}",
+                f"{r.epochs:.2f}",
+                f"{r.final_train_loss:.3f}",
+                f"{r.heldout.loss:.3f}",
+                f"{r.heldout.perplexity:.1f}",
+                f"{r.heldout.bits_per_byte:.3f}",
+            ]
+            + [f"{r.val_losses[n]:.3f}" for n in names]
+        )
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    h = results[0].heldout
+    budget = results[0].tokens_seen
+    lines.append("")
+    lines.append(
+        f"held-out set: {heldout_name} ({h.docs:,} docs, {h.tokens:,} tokens); budget {budget:,} tokens per arm"
+    )
+    return "\n".join(lines)
+
+
+def plot(results: list[ArmResult], path: str, heldout_name: str) -> str | None:
+    """Held-out loss against tokens seen, one line per arm, as a PNG; skipped (with a message) without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ModuleNotFoundError:
+        log.warning("matplotlib is not installed: no plot (pip install matplotlib); the table is in ablation.md")
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in results:
+        if r.curve:
+            xs, ys = zip(*r.curve)
+            ax.plot(xs, ys, marker="o", markersize=3, label=r.name)
+    ax.set_xlabel("tokens seen")
+    ax.set_ylabel("held-out loss (nats/token)")
+    ax.set_title(f"held-out: {heldout_name}"[:80], fontsize=9)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def free_memory() -> None:
+    """Hand cached GPU memory back between arms."""
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,231 @@
+"""`curate train | eval | generate | ablate | tokenize`. Nothing here imports torch until a command runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+from curate.train import require_torch
+
+
+def register_cli(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a small LLaMA on a curated output")
+    p.add_argument("config", help="a training config file, or a bundled one (tiny-cpu, gpu-100m)")
+    p.add_argument("--data", nargs="+", help="override data.path: a curated output, Parquet, JSONL or text")
+    p.add_argument("--out", help="override the run directory (default runs/<name>)")
+    _add_set(p)
+    p.add_argument("--no-resume", action="store_true", help="start over even if the run directory has a checkpoint")
+    p.add_argument(
+        "--until-step", type=int, help="stop (with a checkpoint) after this step; the schedule still ends at the budget"
+    )
+    p.set_defaults(fn=cmd_train)
+
+    p = sub.add_parser("eval", help="loss, perplexity and bits per byte of a trained model on text or Parquet")
+    p.add_argument("run", help="a run directory (or its ckpt.pt)")
+    p.add_argument("data", nargs="+", help="curated outputs, Parquet, JSONL or text files to evaluate on")
+    p.add_argument("--split", choices=("all", "val", "train"), default="all", help="documents to use (default all)")
+    p.add_argument("--max-tokens", type=int, default=None, help="stop after this many tokens per set")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print JSON rather than a table")
+    p.set_defaults(fn=cmd_eval)
+
+    p = sub.add_parser("generate", help="sample text from a trained model")
+    p.add_argument("run", help="a run directory (or its ckpt.pt)")
+    p.add_argument("--prompt", default="", help="text to continue (default: start of a document)")
+    p.add_argument("-n", "--max-new-tokens", type=int, default=100)
+    p.add_argument("--temperature", type=float, default=0.8, help="0 for greedy decoding")
+    p.add_argument("--top-k", type=int, default=50, help="0 turns it off")
+    p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling; 1 turns it off")
+    p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-cache", action="store_true", help="recompute every position (slow; for checking)")
+    p.set_defaults(fn=cmd_generate)
+
+    p = sub.add_parser("ablate", help="train the same model on two or more curated outputs and compare")
+    p.add_argument("config", help="a training config (its budget, model and seed are shared by every arm)")
+    p.add_argument("outputs", nargs="+", help="curated outputs to compare")
+    p.add_argument("--names", help="comma-separated arm names (default: the outputs' directory names)")
+    p.add_argument(
+        "--heldout", nargs="+", help="common held-out set (text, JSONL or Parquet); default: the arms' pooled val split"
+    )
+    p.add_argument("--out", help="ablation directory (default runs/ablate-<config name>)")
+    p.add_argument("--max-eval-tokens", type=int, default=2_000_000, help="cap on tokens per evaluation set")
+    _add_set(p)
+    p.set_defaults(fn=cmd_ablate)
+
+    p = sub.add_parser("tokenize", help="pack a curated output into token shards (train a tokenizer if none given)")
+    p.add_argument("data", nargs="+", help="a curated output, Parquet, JSONL or text")
+    p.add_argument("--out", required=True, help="token shard directory")
+    p.add_argument("--tokenizer", help="a local tokenizer.json (default: train byte-level BPE into OUT)")
+    p.add_argument("--vocab-size", type=int, default=8192)
+    p.add_argument("--val-fraction", type=float, default=0.01)
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--parallel", choices=("auto", "ray", "local"), default="auto")
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    p.set_defaults(fn=cmd_tokenize)
+
+
+def _add_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.max_steps=200 (repeatable)",
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    require_torch()
+    from curate.train.config import load_config
+    from curate.train.loop import train
+
+    cfg = load_config(args.config, args.overrides, args.data, args.out)
+    res = train(cfg, until_step=args.until_step, resume=not args.no_resume)
+    val = res.last_eval("val")
+    print(
+        f"{cfg.name}: {res.steps} steps, {res.tokens:,} tokens, {res.params:,} parameters, "
+        f"final train loss {res.train_losses[-1]:.4f}"
+        + (f", val loss {val:.4f}" if val is not None else "")
+        + f", {res.tokens_per_s:,.0f} tokens/s"
+        + (f", MFU {100 * res.mfu:.1f}%" if res.mfu is not None else "")
+    )
+    print(f"run: {res.run_dir}  (checkpoint ckpt.pt, metrics metrics.jsonl)")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    require_torch()
+    from curate.train.eval import evaluate
+    from curate.train.loop import model_from_checkpoint, resolve_device, resolve_dtype
+
+    device = resolve_device(args.device)
+    model, tok, ck = model_from_checkpoint(args.run, device)
+    seq_len = ck["config"]["train"]["seq_len"]
+    val_fraction = ck["config"]["data"]["val_fraction"]
+    dtype = resolve_dtype("auto", device)
+    rows = []
+    for path in args.data:
+        r = evaluate(
+            model,
+            tok,
+            path,
+            seq_len=seq_len,
+            split=args.split,
+            val_fraction=val_fraction,
+            max_tokens=args.max_tokens,
+            batch_size=args.batch_size,
+            device=device,
+            dtype=dtype,
+        )
+        rows.append(r)
+    if args.json:
+        out = [
+            {
+                "data": r.name,
+                "docs": r.docs,
+                "tokens": r.tokens,
+                "loss": r.loss,
+                "perplexity": r.perplexity,
+                "bits_per_byte": r.bits_per_byte,
+            }
+            for r in rows
+        ]
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"{'data':<40}{'docs':>9}{'tokens':>12}{'loss':>9}{'ppl':>10}{'bits/byte':>11}")
+    for r in rows:
+        name = r.name if len(r.name) <= 38 else "..." + r.name[-35:]
+        print(f"{name:<40}{r.docs:>9,}{r.tokens:>12,}{r.loss:>9.4f}{r.perplexity:>10.2f}{r.bits_per_byte:>11.4f}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    require_torch()
+    import torch
+
+    from curate.errors import ConfigError
+    from curate.train.loop import model_from_checkpoint, resolve_device
+
+    device = resolve_device(args.device)
+    model, tok, _ = model_from_checkpoint(args.run, device)
+    ids = tok.encode(args.prompt) if args.prompt else [tok.eos_id]  # EOS: "a new document starts here"
+    room = model.cfg.max_seq_len - len(ids)
+    if room < 1:
+        raise ConfigError(f"the prompt is {len(ids)} tokens; the model's context is {model.cfg.max_seq_len}")
+    if args.max_new_tokens > room:
+        args.max_new_tokens = room
+    gen = torch.Generator(device=device).manual_seed(args.seed)
+    idx = torch.tensor([ids] * args.num_samples, dtype=torch.long, device=device)
+    out = model.generate(
+        idx,
+        args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k or None,
+        top_p=args.top_p if args.top_p < 1 else None,
+        eos_id=tok.eos_id,
+        use_cache=not args.no_cache,
+        generator=gen,
+    )
+    start = 0 if args.prompt else 1
+    for i, row in enumerate(out.tolist()):
+        if args.num_samples > 1:
+            print(f"--- sample {i + 1}")
+        body = row[start:]
+        if tok.eos_id in body[len(ids) - start :]:
+            body = body[: len(ids) - start + body[len(ids) - start :].index(tok.eos_id)]
+        print(tok.decode(body))
+    return 0
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    require_torch()
+    from curate.train.ablate import ablate, format_table
+    from curate.train.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    out = args.out or os.path.join("runs", f"ablate-{cfg.name}")
+    names = args.names.split(",") if args.names else None
+    results = ablate(cfg, args.outputs, out, names=names, heldout=args.heldout, max_eval_tokens=args.max_eval_tokens)
+    heldout = ", ".join(args.heldout) if args.heldout else "pooled validation split of all arms"
+    print(format_table(results, heldout))
+    print(f"ablation: {out}  (ablation.md, ablation.json, ablation.png if matplotlib is installed)")
+    return 0
+
+
+def cmd_tokenize(args: argparse.Namespace) -> int:
+    from curate.train.data import input_files, iter_texts
+    from curate.train.shards import build_shards
+    from curate.train.tokenizer import Tokenizer, train_bpe
+
+    if args.tokenizer:
+        tok = Tokenizer.from_file(args.tokenizer)
+    else:
+        own = os.path.join(args.out, "tokenizer.json")
+        if os.path.exists(own):
+            tok = Tokenizer.from_file(own)
+        else:
+            tok = train_bpe(
+                iter_texts(input_files(args.data), "train", args.val_fraction, args.text_column), args.vocab_size
+            )
+            os.makedirs(args.out, exist_ok=True)
+            tok.save(own)
+    index = build_shards(
+        args.data,
+        tok,
+        args.out,
+        val_fraction=args.val_fraction,
+        text_column=args.text_column,
+        parallel=args.parallel,
+        address=args.address,
+    )
+    print(
+        f"{args.out}: {index.tokens('train'):,} train tokens ({index.docs('train'):,} docs), "
+        f"{index.tokens('val'):,} val tokens ({index.docs('val'):,} docs), vocab {tok.vocab_size:,}"
+    )
+    return 0

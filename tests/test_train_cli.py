@@ -1,0 +1,100 @@
+"""The trainer's commands end to end: train, eval, generate, tokenize, ablate; and `curate --help` without torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from curate.cli import main
+from curate.train.ablate import arm_names
+
+pytest.importorskip("torch")
+pytest.importorskip("tokenizers")
+
+from test_train_util import junk, sentences, tiny_yaml, write_output  # noqa: E402
+
+
+def test_help_does_not_import_torch():
+    code = (
+        "import sys; from curate.cli import build_parser; p = build_parser(); "
+        "names = p._subparsers._group_actions[0].choices; "
+        "assert {'train', 'eval', 'generate', 'ablate', 'tokenize'} <= set(names), names; "
+        "assert 'torch' not in sys.modules and 'tokenizers' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_arm_names():
+    assert arm_names(["out/raw", "out/fineweb/"]) == ["raw", "fineweb"]
+    assert arm_names(["a/x", "b/x"]) == ["x", "x-2"]
+    assert arm_names(["a", "b"], ["one", "two"]) == ["one", "two"]
+
+
+def test_train_missing_data_is_a_clear_error(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(tiny_yaml(tmp_path / "run"))
+    assert main(["train", str(cfg)]) == 2
+    assert "no training data: give --data" in capsys.readouterr().err
+
+
+@pytest.mark.e2e
+def test_train_eval_generate_tokenize(tmp_path, capsys):
+    out = write_output(tmp_path / "out", sentences(300))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(tiny_yaml(tmp_path / "run"))
+    assert main(["train", str(cfg), "--data", str(out), "--set", "train.max_steps=25"]) == 0
+    text = capsys.readouterr().out
+    assert "25 steps" in text and "val loss" in text
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if "eval" not in m] == [5, 10, 15, 20, 25]
+    assert all(m["tokens_per_s"] > 0 and m["mfu"] is None for m in metrics if "eval" not in m)  # no MFU on CPU
+
+    (tmp_path / "held.txt").write_text(" ".join(sentences(20, seed=9)))
+    (tmp_path / "noise.txt").write_text(" ".join(junk(40)))
+    assert main(["eval", str(tmp_path / "run"), str(tmp_path / "held.txt"), str(tmp_path / "noise.txt"), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    held, noise = rows
+    assert held["docs"] == 1 and held["tokens"] > 100
+    assert held["loss"] < noise["loss"]  # the model learnt the grammar, not the boilerplate
+    assert held["perplexity"] == pytest.approx(2.718281828 ** held["loss"], rel=1e-6)
+
+    assert main(["generate", str(tmp_path / "run"), "--prompt", "The cat", "-n", "12", "--seed", "1"]) == 0
+    sample = capsys.readouterr().out
+    assert sample.startswith("The cat") and len(sample) > len("The cat") + 5
+
+    assert (
+        main(["tokenize", str(out), "--out", str(tmp_path / "tok"), "--vocab-size", "280", "--parallel", "local"]) == 0
+    )
+    assert "train tokens" in capsys.readouterr().out
+    assert (tmp_path / "tok" / "tokenizer.json").exists() and (tmp_path / "tok" / "index.json").exists()
+
+
+@pytest.mark.e2e
+def test_ablate_two_outputs(tmp_path, capsys):
+    clean = sentences(300, seed=3)
+    raw = write_output(tmp_path / "raw", clean + junk(300), id_prefix="d")
+    filtered = write_output(tmp_path / "filtered", clean, id_prefix="d")  # same ids: a filtered subset of raw
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(tiny_yaml(tmp_path / "unused", max_steps=20, eval_every=10))
+    (tmp_path / "held.txt").write_text(" ".join(sentences(30, seed=11)))
+    args = ["ablate", str(cfg), str(raw), str(filtered), "--out", str(tmp_path / "abl")]
+    assert main(args + ["--heldout", str(tmp_path / "held.txt")]) == 0
+    text = capsys.readouterr().out
+    assert "| raw |" in text and "| filtered |" in text and "val loss on filtered" in text
+    report = json.loads((tmp_path / "abl" / "ablation.json").read_text())
+    arms = {a["name"]: a for a in report["arms"]}
+    assert arms["raw"]["tokens_seen"] == arms["filtered"]["tokens_seen"] == 20 * 8 * 32  # identical budgets
+    assert arms["raw"]["train_tokens"] > arms["filtered"]["train_tokens"]
+    assert [t for t, _ in arms["raw"]["curve"]] == [0, 2560, 5120]
+    # same seed, same tokenizer: both arms start from identical weights, so their step-0 held-out loss is equal
+    assert arms["raw"]["curve"][0][1] == arms["filtered"]["curve"][0][1]
+    # at an equal budget, the model that saw only clean text is better on clean held-out text
+    assert arms["filtered"]["heldout_loss"] < arms["raw"]["heldout_loss"]
+    assert (tmp_path / "abl" / "ablation.md").read_text().startswith("| arm |")
+    ckpt_mtime = (tmp_path / "abl" / "raw" / "ckpt.pt").stat().st_mtime_ns
+    assert main(args + ["--heldout", str(tmp_path / "held.txt")]) == 0  # a rerun resumes: nothing is retrained
+    assert (tmp_path / "abl" / "raw" / "ckpt.pt").stat().st_mtime_ns == ckpt_mtime
+    assert json.loads((tmp_path / "abl" / "ablation.json").read_text())["arms"] == report["arms"]
