@@ -1,0 +1,180 @@
+"""The extraction stages: charset decoding, boilerplate removal, reasons, the per-document time limit."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pyarrow as pa
+import pytest
+
+from filters.extraction import Deadline, ExtractionTimeout, Resiliparse, Trafilatura, decode_html
+
+ARTICLE = """<!DOCTYPE html><html lang="de"><head><meta charset="{meta}"><title>Bericht</title></head><body>
+<header><nav><ul><li><a href="/">Startseite</a></li><li><a href="/politik">Politik</a></li>
+<li><a href="/sport">Sport</a></li><li><a href="/kontakt">Kontakt</a></li></ul></nav></header>
+<main><article><h1>Der Stadtrat beschloss einen neuen Haushalt</h1>
+<p>Der Stadtrat beschloss am Dienstagabend nach monatelanger Debatte einen neuen Haushalt für die Schulen.
+Über vierhundert Bürgerinnen und Bürger verfolgten die Sitzung im großen Saal des Rathauses.</p>
+<p>Die Bürgermeisterin nannte die Entscheidung überfällig und notwendig für die ganze Gemeinde, während
+Kritiker die hohen Kosten für die Sanierung der alten Brücke bemängelten und mehr Geld für Straßen forderten.</p>
+<p>Die Änderungen treten im März in Kraft. Das nächste Treffen ist für Juni in Neustadt geplant, hieß es.</p>
+</article></main>
+<footer><p>Impressum | Datenschutz | Alle Rechte vorbehalten.</p><div class="cookie">Wir verwenden Cookies.</div>
+</footer></body></html>"""
+
+
+def batch(htmls, charsets=None, texts=None) -> pa.Table:
+    n = len(htmls)
+    return pa.table(
+        {
+            "id": [f"d{i}" for i in range(n)],
+            "text": pa.array(texts or [None] * n, pa.string()),
+            "url": [f"https://example.de/{i}" for i in range(n)],
+            "html": pa.array(htmls, pa.binary()),
+            "charset": pa.array(charsets or [None] * n, pa.string()),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def traf() -> Trafilatura:
+    stage = Trafilatura(deduplicate=False)
+    stage.setup()
+    return stage
+
+
+def test_decode_declared_meta_undeclared_and_lying_charsets():
+    page = "<html><head>{}</head><body><p>Grüße aus Köln, Straße, Maß und Öl: ärgerlich schön.</p></body></html>"
+    cp = page.format("").encode("cp1252")
+    assert decode_html(cp, "windows-1252") == (page.format(""), "declared")
+    meta = page.format('<meta http-equiv="Content-Type" content="text/html; charset=ISO-8859-1">').encode("cp1252")
+    assert decode_html(meta, None)[1] == "meta" and "Grüße" in decode_html(meta, None)[0]
+    text, how = decode_html(cp, None)  # nothing declared: not UTF-8, so detection
+    assert how == "detected" and "Straße" in text
+    utf8 = page.format("").encode()
+    assert decode_html(utf8, "iso-8859-1") == (page.format(""), "utf8")  # the header lies: UTF-8 wins
+    assert decode_html(b"\xef\xbb\xbf<p>x</p>", None)[1] == "bom"
+    sjis = "<html><body><p>日本語のページです。東京の天気は晴れ。</p></body></html>".encode("shift_jis")
+    assert "東京" in decode_html(sjis, "shift_jis")[0]
+
+
+def test_extracts_main_text_and_drops_boilerplate_and_html(traf):
+    out, reasons = traf.map_batch(batch([ARTICLE.format(meta="utf-8").encode()]))
+    assert reasons == [None]
+    assert "html" not in out.column_names
+    text = out.column("text")[0].as_py()
+    assert "neuen Haushalt für die Schulen" in text and "überfällig" in text
+    for boilerplate in ("Impressum", "Startseite", "Cookies"):
+        assert boilerplate not in text
+
+
+def test_non_utf8_page_declared_only_in_meta(traf):
+    page = ARTICLE.format(meta="windows-1252").encode("cp1252")
+    out, reasons = traf.map_batch(batch([page]))
+    assert reasons == [None]
+    assert "Bürgermeisterin" in out.column("text")[0].as_py()
+    assert traf.__dict__.get("_counters", {}).get("charset_meta", 0) >= 1
+
+
+def test_reasons_for_pages_without_text(traf):
+    nav_only = b"<html><head><title>x</title></head><body><script>var a = 1;</script></body></html>"
+    garbage = b"\x00\x01\x02 binary junk \xff\xfe"
+    out, reasons = traf.map_batch(batch([nav_only, garbage, b"   "]))
+    assert reasons[0] == "empty_text"
+    assert reasons[1] in ("extraction_failed", "empty_text")
+    assert reasons[2] in ("extraction_failed", "empty_text")
+    assert out.column("text").null_count == 3
+
+
+def test_text_records_pass_through(traf):
+    out, reasons = traf.map_batch(batch([None, None], texts=["Already text from a WET file.", None]))
+    assert out.column("text").to_pylist()[0] == "Already text from a WET file."
+    assert reasons == [None, "no_html"]
+
+
+def test_favour_precision_is_fineweb_default():
+    assert Trafilatura().favour_precision is True
+    assert Trafilatura().include_comments is False
+    with pytest.raises(Exception):
+        Trafilatura(favour_precision=True, favour_recall=True)
+
+
+class Slow(Trafilatura):
+    """An extractor stuck in a pure-Python loop on every page."""
+
+    def extract(self, html, url):
+        while True:
+            sum(range(1000))
+
+
+def test_a_stuck_page_is_rejected_by_the_time_limit_in_the_main_thread():
+    stage = Slow(timeout=0.2)
+    _base_setup(stage)
+    t0 = time.perf_counter()
+    out, reasons = stage.map_batch(batch([b"<html><body><p>x</p></body></html>"] * 2))
+    assert reasons == ["extraction_timeout", "extraction_timeout"]
+    assert time.perf_counter() - t0 < 2.0
+    assert stage._deadline.mode == "signal"
+
+
+def test_the_time_limit_works_outside_the_main_thread_too():
+    stage = Slow(timeout=0.2)
+    _base_setup(stage)
+    result = {}
+
+    def run():
+        result["reasons"] = stage.map_batch(batch([b"<html><body><p>x</p></body></html>"]))[1]
+
+    t = threading.Thread(target=run)
+    t0 = time.perf_counter()
+    t.start()
+    t.join(5)
+    assert not t.is_alive()
+    assert result["reasons"] == ["extraction_timeout"]
+    assert time.perf_counter() - t0 < 2.0
+    assert stage._deadline.mode == "thread"
+
+
+def _base_setup(stage):
+    from filters.extraction import HtmlExtractor
+
+    HtmlExtractor.setup(stage)
+
+
+def test_deadline_does_not_fire_after_disarm():
+    d = Deadline()
+    d.arm(0.05)
+    d.disarm()
+    time.sleep(0.1)  # an alarm left armed would raise here
+    d.arm(0.05)
+    with pytest.raises(ExtractionTimeout):
+        while True:
+            sum(range(100))
+    d.disarm()
+
+
+def test_resiliparse_stage():
+    pytest.importorskip("resiliparse")
+    stage = Resiliparse()
+    stage.setup()
+    out, reasons = stage.map_batch(batch([ARTICLE.format(meta="utf-8").encode()]))
+    assert reasons == [None]
+    assert "neuen Haushalt" in out.column("text")[0].as_py()
+
+
+def test_whirlwind_page_close_to_common_crawls_own_wet_text(corpus, traf):
+    """Same page, our extraction vs Common Crawl's WET text: most of our words appear in the WET."""
+    from curate.io.warc import WarcReader
+
+    def rows(path):
+        r = WarcReader(path=str(path))
+        return [row for u in r.units() for t in r.read(u) for row in t.to_pylist()]
+
+    warc = rows(corpus / "warc-cc2024-whirlwind" / "whirlwind.warc.gz")
+    wet = rows(corpus / "warc-cc2024-whirlwind" / "whirlwind.warc.wet.gz")
+    out, reasons = traf.map_batch(pa.Table.from_pylist(warc))
+    assert reasons == [None]
+    ours = set(out.column("text")[0].as_py().split())
+    theirs = set(wet[0]["text"].split())
+    assert len(ours & theirs) / len(ours) > 0.8
