@@ -96,7 +96,9 @@ def test_text_records_pass_through(traf):
 def test_favour_precision_is_fineweb_default():
     assert Trafilatura().favour_precision is True
     assert Trafilatura().include_comments is False
-    with pytest.raises(Exception):
+    from curate.errors import ConfigError
+
+    with pytest.raises(ConfigError):
         Trafilatura(favour_precision=True, favour_recall=True)
 
 
