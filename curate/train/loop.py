@@ -216,6 +216,35 @@ def window_loss(
 # -- the loop ------------------------------------------------------------------------------------------------
 
 
+def train_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Batches,
+    t: LoopConfig,
+    lr: float,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> tuple[float, float | None]:
+    """One optimizer step over grad_accum micro-batches. Returns the mean loss and the gradient norm before clipping."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    loss_sum = torch.zeros((), device=device)
+    for _ in range(t.grad_accum):
+        x, y = (torch.from_numpy(a) for a in batches.next())
+        if device.type == "cuda":
+            x, y = x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+        with autocast(device, dtype):
+            _, loss = model(x, y)
+        (loss / t.grad_accum).backward()
+        loss_sum += loss.detach()
+    norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip) if t.grad_clip > 0 else None
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    # the one host sync per step
+    return float(loss_sum) / t.grad_accum, None if norm is None else float(norm)
+
+
 def train(
     cfg: TrainConfig,
     *,
@@ -324,21 +353,7 @@ def train(
     while step < stop:
         tic = time.perf_counter()
         lr = lr_at(step, t)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        loss_sum = torch.zeros((), device=device)
-        for _ in range(t.grad_accum):
-            x, y = (torch.from_numpy(a) for a in batches.next())
-            if device.type == "cuda":
-                x, y = x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
-            with autocast(device, dtype):
-                _, loss = model(x, y)
-            (loss / t.grad_accum).backward()
-            loss_sum += loss.detach()
-        norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), t.grad_clip) if t.grad_clip > 0 else None
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step_loss = float(loss_sum) / t.grad_accum  # the one host sync per step
+        step_loss, norm = train_step(model, optimizer, batches, t, lr, device, dtype)
         step += 1
         tokens_seen += t.tokens_per_step
         losses.append(step_loss)
@@ -363,7 +378,7 @@ def train(
                     "tokens": tokens_seen,
                     "loss": step_loss,
                     "lr": lr,
-                    "grad_norm": None if norm is None else float(norm),
+                    "grad_norm": norm,
                     "tokens_per_s": tps,
                     "mfu": mfu,
                 },
