@@ -18,7 +18,9 @@ def ray_session():
     import logging
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True)
+        ray.init(
+            address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True
+        )
     import ray.data
 
     ray.data.DataContext.get_current().enable_progress_bars = False

@@ -65,3 +65,31 @@ def read_ids(out: Path, sub: str = "data") -> list[str]:
     if not files:
         return []
     return sorted(pq.read_table(files[0].parent if sub == "data" else out / sub).column("id").to_pylist())
+
+
+SLOW_FILTERS = '''
+import time
+import curate
+
+
+@curate.filter
+def slow(doc, seconds: float = 0.01):
+    """Keep everything, slowly (so that a run can be interrupted part-way)."""
+    time.sleep(seconds)
+    return "odd_topic" if " topic 1 " in doc.text else None
+'''
+
+
+def commits(out: Path, phase: int = 0) -> int:
+    d = out / "_progress" / str(phase) / "commits"
+    return len(list(d.glob("*.json"))) if d.is_dir() else 0
+
+
+def all_ids(out: Path) -> list[str]:
+    """Every id written, kept or rejected (a document written twice appears twice)."""
+    ids: list[str] = []
+    for f in sorted(out.rglob("*.parquet")):
+        if "_checkpoint" in f.parts:
+            continue
+        ids += pq.read_table(f, columns=["id"]).column("id").to_pylist()
+    return ids

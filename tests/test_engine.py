@@ -173,10 +173,3 @@ def test_stage_needing_a_column_nobody_provides_is_rejected_before_running(workd
     with pytest.raises(ConfigError, match=r"u\.yaml:5: stage 'extract' .* needs column\(s\) html"):
         engine.run(config.load("u.yaml"), runner="local")
     assert not (workdir / "uout").exists()
-
-
-def test_damaged_parquet_file_is_a_named_rejection_not_a_crash(workdir):
-    (workdir / "in" / "broken.parquet").write_bytes(b"PAR1 this is not really parquet")
-    stats = engine.run(config.load("p.yaml"), runner="local")
-    assert stats["stages"][0]["reasons"] == {"unreadable_parquet": 1}
-    assert stats["input_docs"] == 71 and stats["conserved"]

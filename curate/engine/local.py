@@ -44,6 +44,13 @@ class LocalDocs:
         return LocalDocs([wrapped(live), dead], self.reporter, self.sid)
 
 
+def _rebatch(stream: Iterable[pa.Table], rows: int) -> Iterator[pa.Table]:
+    """Batches of at most `rows` rows, as Ray's map_batches(batch_size=...) hands them to a segment."""
+    for t in stream:
+        for start in range(0, t.num_rows, rows):
+            yield t.slice(start, rows)
+
+
 def _bundles(stream: Iterable[pa.Table], rows: int) -> Iterator[list[pa.Table]]:
     bundle: list[pa.Table] = []
     n = 0
@@ -94,7 +101,8 @@ class LocalExecutor:
         stream: Iterable[pa.Table] = source()
         for seg in phase.segments:
             if seg.kind == "row":
-                stream = map(SegmentRunner(seg.specs, self.ledger, self.pipeline.engine.max_stage_errors), stream)
+                runner = SegmentRunner(seg.specs, self.ledger, self.pipeline.engine.max_stage_errors)
+                stream = map(runner, _rebatch(stream, self.pipeline.engine.batch_rows))
             else:
                 spec = seg.specs[0]
                 stage = spec.build()

@@ -37,7 +37,8 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> str:
     if address:
         ray.init(address=address, **common)
         return f"cluster {address}"
-    ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, **common)
+    # "local": a fresh embedded instance even if a `ray start` cluster runs on this machine (joining one is explicit)
+    ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, **common)
     return "local"
 
 

@@ -1,0 +1,112 @@
+"""A worker process killed mid-run is retried by Ray, and the output still holds every document exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+from helpers import all_ids, read_ids, write_docs, write_pipeline
+
+from curate import config, engine
+
+pytestmark = pytest.mark.ray
+
+WORKER_STAGES = '''
+import os
+import time
+from pathlib import Path
+
+import curate
+
+
+def _mark(pid_dir):
+    Path(pid_dir, str(os.getpid())).touch()
+
+
+@curate.filter
+def slow_task(doc, pid_dir: str = "", seconds: float = 0.01):
+    """Stateless: runs as Ray tasks fused into the read."""
+    _mark(pid_dir)
+    time.sleep(seconds)
+    return "topic_two" if " topic 2 " in doc.text else None
+
+
+class SlowModel(curate.Filter):
+    """Stateful (setup): runs in an actor pool."""
+
+    pid_dir: str = ""
+    seconds: float = 0.01
+
+    def setup(self):
+        self._loaded = True
+
+    def reject(self, doc):
+        _mark(self.pid_dir)
+        time.sleep(self.seconds)
+        return "topic_three" if " topic 3 " in doc.text else None
+'''
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "worker_stages.py").write_text(WORKER_STAGES)
+    for k in range(6):
+        write_docs(tmp_path / "in" / f"part{k}.parquet", 40, start=40 * k)
+    for d in ("pids_task", "pids_actor"):
+        (tmp_path / d).mkdir()
+    write_pipeline(
+        tmp_path / "p.yaml",
+        f"""
+        name: faults
+        input: {{format: parquet, path: in}}
+        output: {{path: out, shard_rows: 20}}
+        engine: {{batch_rows: 10, progress_seconds: 0}}
+        stages:
+          - {{id: task, uses: "worker_stages:slow_task", with: {{pid_dir: "{tmp_path}/pids_task"}}}}
+          - {{id: model, uses: "worker_stages:SlowModel", with: {{pid_dir: "{tmp_path}/pids_actor"}}}}
+          - {{id: dedup, uses: exact_dedup}}
+    """,
+    )
+    return tmp_path
+
+
+def _kill_one_worker(pid_dir, killed, stop):
+    """Wait until a worker of the stage has reported its pid, then SIGKILL it (once)."""
+    while not stop.is_set():
+        pids = [int(p.name) for p in pid_dir.iterdir()]
+        for pid in pids:
+            if pid == os.getpid():
+                continue
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            killed.append(pid)
+            return
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("which", ["pids_task", "pids_actor"])
+def test_a_killed_worker_is_retried_and_output_is_exactly_once(workdir, ray_session, which):
+    reference = engine.run(config.load("p.yaml", output_path="ref"), runner="local")
+    for p in (workdir / which).iterdir():
+        p.unlink()  # only pids of the Ray run below
+    killed: list[int] = []
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_one_worker, args=(workdir / which, killed, stop), daemon=True)
+    killer.start()
+    try:
+        stats = engine.run(config.load("p.yaml"), runner="ray")
+    finally:
+        stop.set()
+        killer.join(timeout=5)
+    assert killed, "no worker was killed: the test did not test anything"
+    assert stats["conserved"] and stats["input_docs"] == 240
+    assert read_ids(workdir / "out") == read_ids(workdir / "ref")
+    written = all_ids(workdir / "out")
+    assert len(written) == len(set(written)) == 240  # none lost, none twice
+    assert stats["output_docs"] == reference["output_docs"]
