@@ -36,10 +36,16 @@ def corpus() -> Path:
     return CORPUS
 
 
+NOT_UNIT = {"ray", "e2e", "corpus", "cluster", "slow"}
+
+
 def pytest_collection_modifyitems(config, items):
-    # Tests that use the ray_session fixture are Ray tests even if someone forgot the marker.
     for item in items:
+        # Tests that use the ray_session fixture are Ray tests even if someone forgot the marker.
         if "ray_session" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.ray)
         if "corpus" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.corpus)
+        # Everything else is the fast unit suite: `pytest -m unit` (seconds, no Ray).
+        if not NOT_UNIT & {m.name for m in item.iter_markers()}:
+            item.add_marker(pytest.mark.unit)

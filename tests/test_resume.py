@@ -9,13 +9,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from helpers import SLOW_FILTERS, all_ids, commits, read_ids, write_docs, write_pipeline
 
 from curate import config, engine
-from curate.errors import InputError
 
 PIPE = """
 name: resumable
@@ -86,6 +84,7 @@ def _finish_and_compare(workdir, args, ref):
     return done
 
 
+@pytest.mark.e2e
 def test_killed_in_the_streaming_phase_resumes_with_fewer_workers(workdir):
     ref = _reference(workdir)
     args = ["run", "p.yaml", "--runner", "local"]
@@ -96,6 +95,7 @@ def test_killed_in_the_streaming_phase_resumes_with_fewer_workers(workdir):
     assert "resume:" in done.stderr and "already done" in done.stderr
 
 
+@pytest.mark.e2e
 def test_killed_after_the_global_stage_redoes_only_the_last_phase(workdir):
     ref = _reference(workdir)
     args = ["run", "p.yaml", "--runner", "local"]
@@ -114,6 +114,7 @@ def test_killed_ray_driver_resumes(workdir):
     _finish_and_compare(workdir, args, ref)
 
 
+@pytest.mark.e2e
 def test_a_damaged_committed_shard_is_reported_on_resume(workdir, capsys):
     from curate.cli import main
 
@@ -133,7 +134,7 @@ def test_a_damaged_committed_shard_is_reported_on_resume(workdir, capsys):
 def test_verify_checks_a_finished_output_against_its_manifest(workdir, capsys):
     from curate.cli import main
 
-    engine.run(config.load("p.yaml"), runner="local")
+    engine.run(config.load("p.yaml", ["stages.slow.seconds=0", "stages.slow_after.seconds=0"]), runner="local")
     assert main(["verify", "out"]) == 0
     shard = sorted((workdir / "out" / "data").glob("*.parquet"))[0]
     data = bytearray(shard.read_bytes())
@@ -144,6 +145,7 @@ def test_verify_checks_a_finished_output_against_its_manifest(workdir, capsys):
     assert f"damaged: data/{shard.name}" in err
 
 
+@pytest.mark.e2e
 def test_a_changed_pipeline_does_not_resume_a_foreign_run(workdir):
     proc = _start(["run", "p.yaml", "--runner", "local"], workdir)
     _kill_when(proc, lambda: commits(workdir / "out", 0) >= 2)
@@ -151,7 +153,3 @@ def test_a_changed_pipeline_does_not_resume_a_foreign_run(workdir):
         engine.run(config.load("p.yaml", ["stages.slow.seconds=0.0"]), runner="local")
     stats = engine.run(config.load("p.yaml", ["stages.slow.seconds=0.0"]), runner="local", overwrite=True)
     assert stats["attempts"] == 1
-
-
-def test_unused_import_guard():
-    assert InputError and Path
