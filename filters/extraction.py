@@ -254,6 +254,9 @@ class HtmlExtractor(Mapper):
                 page = html
             text, reasons[i] = self._extract_one(page, urls[i])
             out[i] = text
+        if self.timeout > 0 and self._deadline.mode:
+            # stats.json shows which mechanism bounded the pages: SIGALRM (main thread) or the watchdog thread
+            self.count(f"time_limit_{self._deadline.mode}", n)
         table = batch.drop_columns([c for c in ("html", "text") if c in names])
         table = table.append_column("text", pa.array(out, pa.string()))
         return table, reasons
