@@ -57,7 +57,7 @@ def write_output(out: Path, texts: list[str], shards: int = 2, id_prefix: str = 
         piece = table.slice(k * per, per)
         rel = f"data/part-{k:05d}.parquet"
         pq.write_table(piece, out / rel)
-        entries.append({"path": rel, "rows": piece.num_rows, "kind": "data", "stage": None})
+        entries.append({"path": rel, "rows": piece.num_rows, "kind": "kept", "stage": None})
     (out / "manifest.json").write_text(json.dumps({"pipeline": "test", "shards": entries}))
     (out / "_SUCCESS").write_text("")
     return out

@@ -31,7 +31,7 @@ def input_files(path: str | list[str]) -> list[str]:
                 with open(manifest, encoding="utf-8") as fh:
                     shards = json.load(fh).get("shards", [])
                 # the manifest, not a directory listing, says which shards belong to the output
-                files = sorted(os.path.join(p, s["path"]) for s in shards if s.get("kind", "data") == "data")
+                files = sorted(os.path.join(p, s["path"]) for s in shards if _kept(s))
                 if not files:
                     raise InputError(f"curate output '{p}' kept no documents")
                 out += files
@@ -39,6 +39,11 @@ def input_files(path: str | list[str]) -> list[str]:
             p = os.path.join(p, "data")
         out += expand_paths(p, EXTENSIONS)
     return out
+
+
+def _kept(shard: dict) -> bool:
+    """A manifest entry for a kept-documents shard (OUT/data/...), not a rejected one."""
+    return shard.get("kind") != "rejected" and str(shard.get("path", "")).startswith("data/")
 
 
 def iter_docs(path: str, text_column: str = "text", batch_rows: int = 1000) -> Iterator[tuple[list[str], list[str]]]:
