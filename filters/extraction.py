@@ -143,18 +143,17 @@ class Deadline:
         self._generation = 0
         self._watchdog: threading.Thread | None = None
 
-    def _choose(self) -> None:
-        if hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread():
-            previous = signal.getsignal(signal.SIGALRM)
-            # take SIGALRM only if nobody else uses it (one handler for all Deadlines of the process)
-            if previous in (signal.SIG_DFL, signal.SIG_IGN, None, _on_alarm):
-                signal.signal(signal.SIGALRM, _on_alarm)
-                self.mode = "signal"
-                return
-        self.mode = "thread"
-        self._thread_id = threading.get_ident()
-        self._watchdog = threading.Thread(target=self._watch, daemon=True, name="curate-extraction-deadline")
-        self._watchdog.start()
+    def _signal_ok(self) -> bool:
+        """SIGALRM can bound this call: we are in the main thread and nobody else uses SIGALRM."""
+        if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+            return False
+        previous = signal.getsignal(signal.SIGALRM)
+        if previous is _on_alarm:
+            return True
+        if previous in (signal.SIG_DFL, signal.SIG_IGN, None):
+            signal.signal(signal.SIGALRM, _on_alarm)  # one handler for every Deadline of the process
+            return True
+        return False
 
     def _watch(self) -> None:
         with self._cond:
@@ -174,19 +173,25 @@ class Deadline:
                     )
 
     def arm(self, seconds: float) -> None:
-        if not self.mode or (self.mode == "thread" and threading.get_ident() != self._thread_id):
-            self._choose()
-        if self.mode == "signal":
+        # decided per call: a worker may call from the main thread (local runner, Ray tasks) or from another
+        # thread (Ray actors); the signal handler would run in the main thread, so only there is SIGALRM right
+        if self._signal_ok():
             global _signal_owner
+            self.mode = "signal"
             _signal_owner = self
             self._armed = True
             signal.setitimer(signal.ITIMER_REAL, seconds)
-        else:
-            with self._cond:
-                self._generation += 1
-                self._deadline = time.monotonic() + seconds
-                self._armed = True
-                self._cond.notify()
+            return
+        self.mode = "thread"
+        if self._watchdog is None:
+            self._watchdog = threading.Thread(target=self._watch, daemon=True, name="curate-extraction-deadline")
+            self._watchdog.start()
+        with self._cond:
+            self._thread_id = threading.get_ident()
+            self._generation += 1
+            self._deadline = time.monotonic() + seconds
+            self._armed = True
+            self._cond.notify()
 
     def disarm(self) -> None:
         if self.mode == "signal":

@@ -180,3 +180,25 @@ def test_whirlwind_page_close_to_common_crawls_own_wet_text(corpus, traf):
     ours = set(out.column("text")[0].as_py().split())
     theirs = set(wet[0]["text"].split())
     assert len(ours & theirs) / len(ours) > 0.8
+
+
+def test_one_deadline_serves_main_and_other_threads_in_turn():
+    d = Deadline()
+    seen = []
+
+    def stuck():
+        d.arm(0.05)
+        try:
+            while True:
+                sum(range(100))
+        except ExtractionTimeout:
+            seen.append(d.mode)
+        finally:
+            d.disarm()
+
+    stuck()
+    t = threading.Thread(target=stuck)
+    t.start()
+    t.join(5)
+    stuck()
+    assert seen == ["signal", "thread", "signal"]
