@@ -55,10 +55,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     pipeline = config.load(args.pipeline, args.overrides, args.input, args.output)
     _, kept = stage_schemas(pipeline)
-    segments = plan_segments(pipeline.stages)
+    segments = plan_segments(pipeline.stages, pipeline.engine.stateful_stages == "tasks")
     print(f"{pipeline.file}: ok — {len(pipeline.stages)} stage(s), {len(pipeline.input.files())} input file(s)")
     for seg in segments:
-        how = "global" if seg.kind == "global" else "actor pool" if seg.stateful else "tasks"
+        how = "global" if seg.kind == "global" else "actor pool" if seg.in_actors else "tasks"
         print(f"  {seg.label}  [{how}]")
     print(f"  output columns: {', '.join(kept.names)}")
     if args.show:
@@ -211,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `curate stages | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

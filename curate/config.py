@@ -8,7 +8,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -46,6 +46,9 @@ class Engine:
     progress_seconds: float = 10.0
     # Upper bound on parallel workers per stage pool; default: the CPUs Ray sees.
     max_workers: int | None = None
+    # Where stages with setup() run on Ray: "actors" (an actor pool; the model loads once per actor) or "tasks"
+    # (fused with the read and the other stages into one task; setup once per worker process, cached).
+    stateful_stages: Literal["actors", "tasks"] = "actors"
 
 
 @dataclass

@@ -173,3 +173,31 @@ def test_stage_needing_a_column_nobody_provides_is_rejected_before_running(workd
     with pytest.raises(ConfigError, match=r"u\.yaml:5: stage 'extract' .* needs column\(s\) html"):
         engine.run(config.load("u.yaml"), runner="local")
     assert not (workdir / "uout").exists()
+
+
+def test_progress_line_reports_each_stage(workdir):
+    from curate.engine import progress_line
+
+    p = config.load("p.yaml")
+    snapshot = {
+        "units": {"a.parquet": 40},
+        "stages": {"lorem": {"docs_in": 40, "rejected": {"lorem_ipsum": 6}, "seconds": 0.5, "counters": {}},
+                   "dedup": {"docs_in": 0, "rejected": {}, "seconds": 2.0, "counters": {}}},
+    }
+    line = progress_line(snapshot, p, 2, 12.3)
+    assert line.startswith("progress 12s | inputs 1/2 read")
+    assert "lorem 40 in 34 kept" in line and "dedup 2s" in line and "words" not in line
+
+
+def test_stateful_stages_run_in_actors_or_fused_into_tasks(workdir):
+    from curate.engine.core import plan_segments
+
+    p = config.load("p.yaml")
+    p.stages[1].cls.setup = lambda self: None  # pretend count_words loads a model
+    try:
+        default = [(s.label, s.in_actors) for s in plan_segments(p.stages)]
+        fused = [(s.label, s.in_actors) for s in plan_segments(p.stages, stateful_in_tasks=True)]
+    finally:
+        del p.stages[1].cls.setup
+    assert default == [("lorem", False), ("words", True), ("dedup", False)]
+    assert fused == [("lorem+words", False), ("dedup", False)]

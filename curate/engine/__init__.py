@@ -35,7 +35,7 @@ def run(
     if runner not in RUNNERS:
         raise CurateError(f"unknown runner '{runner}'", hint=f"use one of {', '.join(RUNNERS)}")
     schemas, kept_schema = stage_schemas(pipeline)
-    phases = plan_phases(pipeline.stages)
+    phases = plan_phases(pipeline.stages, pipeline.engine.stateful_stages == "tasks")
     out = pipeline.output.path
     resumed = sink.prepare(out, overwrite, pipeline.resolved)
     state = RunState(out)

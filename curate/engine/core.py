@@ -35,6 +35,12 @@ class Segment:
     kind: str
     specs: list[StageSpec]
     resources: dict[str, float] = field(default_factory=dict)
+    stateful_in_tasks: bool = False
+
+    @property
+    def in_actors(self) -> bool:
+        """Run in an actor pool (a row segment with a stage that has setup(), unless told to use tasks)."""
+        return self.kind == "row" and self.stateful and not self.stateful_in_tasks
 
     @property
     def stateful(self) -> bool:
@@ -45,25 +51,26 @@ class Segment:
         return "+".join(s.id for s in self.specs)
 
 
-def plan_segments(specs: list[StageSpec]) -> list[Segment]:
+def plan_segments(specs: list[StageSpec], stateful_in_tasks: bool = False) -> list[Segment]:
     """Fuse row stages: stateless stages run as tasks; from the first stage with setup() on, the chain runs in an
-    actor pool (setup once per actor); a global stage or different resources start a new segment."""
+    actor pool (setup once per actor) unless stateful_in_tasks, which fuses everything into the tasks; a global
+    stage or different resources start a new segment."""
     segments: list[Segment] = []
     for spec in specs:
         if spec.cls.is_global:
-            segments.append(Segment("global", [spec], spec.resources))
+            segments.append(Segment("global", [spec], spec.resources, stateful_in_tasks))
             continue
         last = segments[-1] if segments else None
         fits = (
             last is not None
             and last.kind == "row"
             and last.resources == spec.resources
-            and (last.stateful or not spec.cls.needs_setup())
+            and (stateful_in_tasks or last.stateful or not spec.cls.needs_setup())
         )
         if fits:
             last.specs.append(spec)  # type: ignore[union-attr]
         else:
-            segments.append(Segment("row", [spec], spec.resources))
+            segments.append(Segment("row", [spec], spec.resources, stateful_in_tasks))
     return segments
 
 
@@ -86,9 +93,9 @@ class Phase:
         return self.segments[0].specs[0].id if self.segments else None
 
 
-def plan_phases(specs: list[StageSpec]) -> list[Phase]:
+def plan_phases(specs: list[StageSpec], stateful_in_tasks: bool = False) -> list[Phase]:
     groups: list[list[Segment]] = [[]]
-    for seg in plan_segments(specs):
+    for seg in plan_segments(specs, stateful_in_tasks):
         if seg.kind == "global" and groups[-1]:
             groups.append([])
         groups[-1].append(seg)

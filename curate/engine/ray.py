@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -116,15 +117,27 @@ class _SegmentActor:
         return self.runner(batch)
 
 
-def _segment_task(specs: list, reporter: RayReporter, max_errors: int) -> Callable[[pa.Table], pa.Table]:
-    runner: list[SegmentRunner] = []
+# Segment runners of this worker process, by segment token: a task-run segment's stages are built (and set up)
+# once per worker process, not once per task, because Ray reuses worker processes across tasks.
+_RUNNERS: dict[str, SegmentRunner] = {}
 
-    def run(batch: pa.Table) -> pa.Table:
-        if not runner:  # built once per deserialised function, i.e. once per worker process
-            runner.append(SegmentRunner(specs, reporter, max_errors))
-        return runner[0](batch)
 
-    return run
+class _SegmentTask:
+    """A segment run as tasks. An instance (not a class), so Ray runs it as tasks; it reaches the process-wide
+    cache through this module's globals when called, so its stages are built once per worker process."""
+
+    def __init__(self, specs: list, reporter: RayReporter, max_errors: int) -> None:
+        self.token = uuid.uuid4().hex
+        self.specs = specs
+        self.reporter = reporter
+        self.max_errors = max_errors
+        self.__name__ = "+".join(s.id for s in specs)  # Ray names the operator after the function
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        runner = _RUNNERS.get(self.token)
+        if runner is None:
+            runner = _RUNNERS[self.token] = SegmentRunner(self.specs, self.reporter, self.max_errors)
+        return runner(batch)
 
 
 class RayDocs:
@@ -242,7 +255,7 @@ class RayExecutor:
                 opts[name] = res.pop(name)
         if res:
             opts["resources"] = res
-        if seg.kind == "row" and seg.stateful:
+        if seg.in_actors:
             return ds.map_batches(
                 _SegmentActor,
                 fn_constructor_args=(seg.specs, self.reporter, engine.max_stage_errors),
@@ -250,7 +263,7 @@ class RayExecutor:
                 **opts,
             )
         if seg.kind == "row":
-            return ds.map_batches(_segment_task(seg.specs, self.reporter, engine.max_stage_errors), **opts)
+            return ds.map_batches(_SegmentTask(seg.specs, self.reporter, engine.max_stage_errors), **opts)
         spec = seg.specs[0]
         stage = spec.build()
         stage.setup()
