@@ -218,6 +218,7 @@ class RuleTokenizer(WordTokenizer):
         super().__init__(rules["language"])
         self._prefix = re.compile(rules["prefix"]).search if rules["prefix"] else None
         self._suffix = re.compile(rules["suffix"]).search if rules["suffix"] else None
+        self._suffix_window = _suffix_window(rules["suffix"]) if rules["suffix"] else None
         self._infix = re.compile(rules["infix"]).finditer if rules["infix"] else None
         self._url = re.compile(rules["url"]).match if rules["url"] else None
         self._token_match = re.compile(rules["token_match"]).match if rules.get("token_match") else None
@@ -257,7 +258,7 @@ class RuleTokenizer(WordTokenizer):
                     string = minus_pre
                     prefixes.append(prefix)
                     break
-            suf_len = _found(self._suffix, string[pre_len:])
+            suf_len = self._find_suffix(string[pre_len:])
             if suf_len:
                 suffix = string[-suf_len:]
                 minus_suf = string[:-suf_len]
@@ -279,6 +280,8 @@ class RuleTokenizer(WordTokenizer):
         if string:
             if string in specials:
                 tokens.extend(specials[string])
+            elif string.isalpha():
+                tokens.append(string)  # no URL and no infix (all need a non-letter) inside a run of letters
             elif (self._token_match and self._token_match(string)) or (self._url and self._url(string)):
                 tokens.append(string)
             else:
@@ -296,6 +299,18 @@ class RuleTokenizer(WordTokenizer):
                     tokens.append(string[start:])
         tokens.extend(reversed(suffixes))
         return tokens
+
+    def _find_suffix(self, string: str) -> int:
+        """Length of the suffix spaCy's suffix_search finds (its leftmost match), searching only the tail that a
+        bounded suffix can occupy; falls back to the whole string when the match may extend further left."""
+        if self._suffix is None:
+            return 0
+        window = self._suffix_window
+        pos = len(string) - window if window is not None and len(string) > window else 0
+        m = self._suffix(string, pos)
+        if m is not None and pos and m.start() == pos:
+            m = self._suffix(string)  # e.g. a run of dots longer than the window: find where it starts
+        return m.end() - m.start() if m is not None else 0
 
     def _apply_matcher(self, tokens: list[str]) -> list[str]:
         """spaCy's _apply_special_cases within one chunk: longest match first, then leftmost; no overlaps."""
@@ -385,6 +400,41 @@ def _found(search: Callable[[str], re.Match[str] | None] | None, string: str) ->
         return 0
     m = search(string)
     return m.end() - m.start() if m is not None else 0
+
+
+def _suffix_window(pattern: str) -> int | None:
+    """How many trailing characters a suffix match can cover, for a spaCy suffix pattern ('a$|bc$|...'): the
+    widest bounded alternative, provided every unbounded one is a run of one character ('\\.\\.+$'), whose
+    leftmost match then also starts at the window's first character. None when the pattern is not of that form."""
+    try:
+        try:
+            import re._constants as sre_constants
+            import re._parser as sre_parse
+        except ImportError:  # Python 3.10
+            import sre_constants  # type: ignore[no-redef]
+            import sre_parse  # type: ignore[no-redef]
+        parsed = sre_parse.parse(pattern)
+        if len(parsed.data) != 1 or parsed.data[0][0] != sre_constants.BRANCH:
+            return None
+        widest = 0
+        for branch in parsed.data[0][1][1]:
+            low, high = branch.getwidth()
+            if high < sre_constants.MAXREPEAT:
+                widest = max(widest, high)
+                continue
+            items = list(branch.data)
+            # LITERAL c, MAX_REPEAT(1.., LITERAL c), AT_END: a run of c at the end.
+            if not (
+                len(items) == 3
+                and items[0][0] == sre_constants.LITERAL
+                and items[1][0] == sre_constants.MAX_REPEAT
+                and list(items[1][1][2].data) == [items[0]]
+                and items[2] == (sre_constants.AT, sre_constants.AT_END)
+            ):
+                return None
+        return widest + 2  # room for the two characters the run needs
+    except Exception:  # an unexpected pattern shape: search the whole string
+        return None
 
 
 _WS_RUNS = re.compile(r"(\s+)")
@@ -491,6 +541,15 @@ def tokenizer(language: str | None = "en") -> WordTokenizer:
             if tok is None:
                 tok = _tokenizers[lang] = _build(lang)
     return tok
+
+
+def clear_caches() -> None:
+    """Forget every tokenizer's chunk cache, vocabulary and memo (benchmarks measure cold starts with this)."""
+    with _lock:
+        for tok in _tokenizers.values():
+            tok._max_vocab, saved = -1, tok._max_vocab
+            tok._maybe_reset()
+            tok._max_vocab = saved
 
 
 def split_words(text: str, language: str | None = None) -> list[str]:
