@@ -1,0 +1,44 @@
+"""Helpers shared by the heuristic filters: per-document tokenizers, duplicate counting, datatrove's punctuation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import pyarrow as pa
+
+from curate.text import WordTokenizer, tokenizer
+
+# datatrove.utils.text.PUNCTUATION plus its TERMINAL_PUNCTUATION (PUNCTUATION_SET): a "symbol word" (Gopher) is a
+# token made only of these. Copied rather than imported: datatrove is not a dependency of curate.
+PUNCTUATION = "!/—”:％１〈&(、━\\【#%「」，】；+^]~“《„';’{|∶´[=-`*．（–？！：$～«〉,><》)?）。…@_.\"}►»" + "".join(
+    map(chr, (x for a, b in ((0, 9), (11, 13), (13, 32), (127, 160)) for x in range(a, b)))
+)
+# datatrove.utils.text.TERMINAL_PUNCTUATION: sentence-final marks of many scripts (FineWeb's line_punct_ratio).
+TERMINAL_PUNCTUATION = frozenset(
+    "᪩？⁈𑩂．꩞𑅃﹗𑂾\u1b7d፧𑅂꡶꘎⁉࠾᪨𑊩𑱂᱿𖩮᥅\U00011f43\U00011f44﹒𑈹𑈸።܂؞꛳\U00010f88𑗍𐩖𑙂\u061d꩟᠉\u1b7e𑗗᰼𑻸؟𑪜꧉𑗉𐽙𖫵𖬷"
+    "܀꓿᜵𑗏𑁇𑗓𑥄៖𑥆𑗑𑗒꯫۔𐩗\U00010f86꡷\u2e54｡៕߹⸮.𑇅࠹𛲟꫰꤯𐽗᭞𑜼፨𑃁꣏𑇟𖬸𑪛𑜾࠷𝪈?𑃀𑗃！։꣎॥𑗖᭛᠃!၊𖺘⁇𑗌𑑋𖭄᭟𑅁𑙁⸼꩝𑗋。꧈꫱"
+    "𑜽𐽖𑂿᙮។꛷\U00010f89៚᥄𑗕𑗎᪪᭚࠽𑇞𑗊𐽘\u2e53𑗔𖩯𑇍𑻷𐽕𑩃।𑗂𑇆𑁈။᱾𑱁꘏܁᜶‼𑈻‽᪫﹖𑑌𑈼\U00010f87𑗐៙᰻"
+)
+PUNCTUATION_SET = frozenset(PUNCTUATION) | TERMINAL_PUNCTUATION
+
+
+def duplicates(items: Sequence[str]) -> tuple[int, int]:
+    """(duplicate elements, their characters): every occurrence after an element's first, as Gopher counts."""
+    unique = set(items)
+    return len(items) - len(unique), sum(map(len, items)) - sum(map(len, unique))
+
+
+def doc_tokenizers(batch: pa.Table, language: str | None) -> Iterator[WordTokenizer]:
+    """One tokenizer per row: the stage's `language`, or (language: null) each document's `language` column."""
+    if language is not None or "language" not in batch.column_names:
+        tok = tokenizer(language)
+        for _ in range(batch.num_rows):
+            yield tok
+    else:
+        for lang in batch.column("language").to_pylist():
+            yield tokenizer(lang)
+
+
+def texts(batch: pa.Table) -> list[str]:
+    """The batch's text column as Python strings (null -> '')."""
+    return [t or "" for t in batch.column("text").to_pylist()]
