@@ -50,8 +50,13 @@ class Stage:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # Every stage is a keyword-only dataclass, decorated or not: its annotated fields are its YAML keys.
         super().__init_subclass__(**kwargs)
-        if "__dataclass_fields__" not in cls.__dict__ or not cls.__dict__.get("__dataclass_params__"):
-            dataclass(kw_only=True)(cls)
+        declared = {k: v for k, v in cls.__dict__.items() if isinstance(v, dataclasses.Field)}
+        dataclass(kw_only=True)(cls)
+        # dataclass() removes field(default_factory=...) attributes from the class; put them back so that an
+        # explicit @dataclass applied after this (the decorated form) sees the same fields and defaults.
+        for name, f in declared.items():
+            if name not in cls.__dict__:
+                setattr(cls, name, f)
 
     def setup(self) -> None:
         """Load expensive state (a model, a word list). Called once per worker, before the first batch."""

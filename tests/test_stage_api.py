@@ -151,3 +151,20 @@ def test_setup_runs_once_per_runner():
     runner(_batch(["b"]))
     assert calls == [1]
     assert Model.needs_setup() and not short.needs_setup()
+
+
+def test_default_factory_fields_survive_an_explicit_dataclass_decorator():
+    from dataclasses import dataclass, field
+
+    @dataclass(kw_only=True)
+    class Decorated(curate.Filter):
+        words: list[str] = field(default_factory=lambda: ["spam"])
+
+        def reject(self, doc):
+            return "word" if any(w in doc.text for w in self.words) else None
+
+    class Plain(curate.Filter):
+        words: list[str] = field(default_factory=lambda: ["eggs"])
+
+    assert Decorated().words == ["spam"] and Plain().words == ["eggs"]
+    assert [(p.name, p.default, p.required) for p in Decorated.params()] == [("words", ["spam"], False)]
