@@ -201,3 +201,28 @@ def test_stateful_stages_run_in_actors_or_fused_into_tasks(workdir):
         del p.stages[1].cls.setup
     assert default == [("lorem", False), ("words", True), ("dedup", False)]
     assert fused == [("lorem+words", False), ("dedup", False)]
+
+
+def test_records_that_are_not_documents_are_reported_once_in_input_counters(workdir):
+    from io import BytesIO
+
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    with open(workdir / "crawl.warc.gz", "wb") as fh:
+        w = WARCWriter(fh, gzip=True)
+        for i in range(3):
+            url = f"https://example.org/{i}"
+            w.write_record(w.create_warc_record(url, "request", payload=BytesIO(b"GET / HTTP/1.1\r\n\r\n")))
+            http = StatusAndHeaders("200 OK", [("Content-Type", "text/html")], protocol="HTTP/1.1")
+            body = f"<html><body><p>Page {i} says something.</p></body></html>".encode()
+            w.write_record(w.create_warc_record(url, "response", payload=BytesIO(body), http_headers=http))
+    write_pipeline(workdir / "w.yaml", """
+        name: w
+        input: {format: warc, path: crawl.warc.gz}
+        output: {path: wout}
+        stages: []
+    """)
+    stats = engine.run(config.load("w.yaml"), runner="local")
+    assert stats["input_docs"] == 3
+    assert stats["stages"][0]["counters"] == {"skipped_request": 3}

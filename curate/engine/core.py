@@ -355,6 +355,10 @@ def build_stats(
         phase_in.append(docs_in)
         phase_kept.append(kept)
     input_docs, output_docs = phase_in[0], phase_kept[-1]
+    input_counters: dict[str, int] = {}
+    for counters in state.unit_counters(0):
+        for k, v in counters.items():
+            input_counters[k] = input_counters.get(k, 0) + v
     rejected_total = sum(sum(v.values()) for v in rejected.values())
     stages_out = []
     docs = input_docs
@@ -362,6 +366,7 @@ def build_stats(
         rej = rejected.get(sid, {})
         n_rej = sum(rej.values())
         timing = ledger["stages"].get(sid, {})
+        counters = input_counters if sid == INPUT_STAGE else timing.get("counters")
         entry: dict[str, Any] = {
             "id": sid,
             "uses": uses,
@@ -371,8 +376,8 @@ def build_stats(
             "reasons": dict(sorted(rej.items(), key=lambda kv: -kv[1])),
             "seconds": round(timing.get("seconds", 0.0), 3),
         }
-        if timing.get("counters"):
-            entry["counters"] = timing["counters"]
+        if counters:
+            entry["counters"] = dict(sorted(counters.items()))
         stages_out.append(entry)
         docs -= n_rej
     unknown = set(rejected) - {s["id"] for s in stages_out}
@@ -400,11 +405,12 @@ def build_stats(
 def read_unit(
     reader: Any,
     unit: Any,
-    on_done: Callable[[str, int], None],
+    on_done: Callable[[str, int, dict[str, int]], None],
     skip_ids: frozenset[str] | None = None,
 ) -> Iterator[pa.Table]:
     """A reader's batches for one unit, tagged with the unit, minus documents a previous attempt committed;
-    reports the unit's full document count once it has been read to the end."""
+    reports the unit's full document count (and the reader's counters) once it has been read to the end."""
+    reader.__dict__.pop("_counters", None)
     n = 0
     skip = pa.array(sorted(skip_ids), pa.string()) if skip_ids else None
     for batch in reader.read(unit):
@@ -416,4 +422,4 @@ def read_unit(
             batch = batch.filter(pc.invert(pc.is_in(batch.column("id"), value_set=skip)))
         if batch.num_rows:
             yield batch
-    on_done(unit.key, n)
+    on_done(unit.key, n, reader.__dict__.pop("_counters", None) or {})

@@ -90,8 +90,8 @@ class LocalExecutor:
     ) -> None:
         state = writer.state
 
-        def done(key: str, docs: int) -> None:
-            state.unit_done(phase.index, key, docs)
+        def done(key: str, docs: int, counters: dict[str, int]) -> None:
+            state.unit_done(phase.index, key, docs, counters)
             self.ledger.unit_done(key, docs)
 
         def source() -> Iterator[pa.Table]:

@@ -66,7 +66,10 @@ class RayReporter:
 
 
 def _datasource(
-    reader: Reader, units: list[ReadUnit], on_done: Callable[[str, int], None], skip_ids: frozenset[str] | None
+    reader: Reader,
+    units: list[ReadUnit],
+    on_done: Callable[[str, int, dict[str, int]], None],
+    skip_ids: frozenset[str] | None,
 ) -> Any:
     from ray.data import Datasource, ReadTask
     from ray.data.block import BlockMetadata
@@ -102,8 +105,8 @@ class _UnitDone:
         self.phase = phase
         self.reporter = reporter
 
-    def __call__(self, key: str, docs: int) -> None:
-        self.state.unit_done(self.phase, key, docs)
+    def __call__(self, key: str, docs: int, counters: dict[str, int]) -> None:
+        self.state.unit_done(self.phase, key, docs, counters)
         self.reporter.unit_done(key, docs)
 
 

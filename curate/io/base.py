@@ -52,6 +52,12 @@ class Reader:
         (see curate.schema.reject_rows), never silently dropped."""
         raise NotImplementedError
 
+    def count(self, counter: str, n: int = 1) -> None:
+        """Tally something read that is not a document (a WARC request record, a revisit); it is reported in
+        stats.json under the `input` stage's counters, exactly once per unit even when a read is retried."""
+        counts = self.__dict__.setdefault("_counters", {})
+        counts[counter] = counts.get(counter, 0) + n
+
 
 def _unit_key(path: str) -> str:
     return path

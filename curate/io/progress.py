@@ -59,11 +59,16 @@ class RunState:
         return n
 
     # -- units -----------------------------------------------------------------------------------------
-    def unit_done(self, phase: int, key: str, docs: int) -> None:
-        self._put(self._p(str(phase), "units", f"{unit_digest(key)}.json"), json.dumps({"key": key, "docs": docs}))
+    def unit_done(self, phase: int, key: str, docs: int, counters: dict[str, int] | None = None) -> None:
+        record = {"key": key, "docs": docs, "counters": counters or {}}
+        self._put(self._p(str(phase), "units", f"{unit_digest(key)}.json"), json.dumps(record))
 
     def units(self, phase: int) -> dict[str, int]:
         return {u["key"]: u["docs"] for u in self._read_all(self._p(str(phase), "units"))}
+
+    def unit_counters(self, phase: int) -> list[dict[str, int]]:
+        """The reader's counters of every finished unit (a retried read rewrote the same marker: no double counts)."""
+        return [u.get("counters", {}) for u in self._read_all(self._p(str(phase), "units"))]
 
     # -- commits ---------------------------------------------------------------------------------------
     def commit(self, phase: int, write_id: str, record: dict[str, Any]) -> None:

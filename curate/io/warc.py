@@ -157,6 +157,8 @@ class WarcReader(Reader):
             yield reject_rows(pa.Table.from_pylist(rejected, schema=WARC_SCHEMA), reasons)
         if skipped:
             log.debug("%s: skipped non-document records: %s", unit.key, dict(skipped))
+            for what, n in skipped.items():
+                self.count(f"skipped_{what}", n)  # not documents, but reported: stats.json, input counters
 
     # -- record iteration ----------------------------------------------------------------------------------
 
