@@ -68,7 +68,8 @@ def run(
                 phase_schema = kept_schema if phase.final else schemas[phases[phase.index + 1].first_stage]
                 writer = ShardWriter(pipeline.output, state, phase.index, kept_dir, phase_schema, schemas)
                 _unwrap_ray_errors(executor.run_phase, phase, reader, units, skip, writer, f"a{attempt}p{phase.index}")
-                missing = [u.key for u in units if u.key not in state.units(phase.index)]
+                finished = state.units(phase.index)
+                missing = [u.key for u in units if u.key not in finished]
                 if missing:
                     raise ConservationError(
                         f"phase {phase.index}: {len(missing)} input unit(s) never finished reading, e.g. {missing[0]}"
