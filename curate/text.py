@@ -159,9 +159,10 @@ class WordTokenizer:
         """Sentences; the base rule: terminal punctuation followed by whitespace, or a line break."""
         return [s for s in _GENERIC_SENTENCE_END.split(text) if s and not s.isspace()]
 
-    def count_sentences(self, text: str) -> int:
-        """Number of sentences (see split_sentences)."""
-        return len(self.split_sentences(text))
+    def count_sentences(self, text: str, at_most: int | None = None) -> int:
+        """Number of sentences (see split_sentences); `at_most` caps the count (a hint for early exit)."""
+        n = len(self.split_sentences(text))
+        return n if at_most is None else min(n, at_most)
 
 
 class RegexTokenizer(WordTokenizer):
@@ -349,7 +350,7 @@ class RuleTokenizer(WordTokenizer):
             tokens = self._apply_matcher(tokens)
         return tuple(tokens)
 
-    def _sentence_ends(self, text: str) -> list[int]:
+    def _sentence_ends(self, text: str, at_most: int | None = None) -> list[int]:
         """End offset of every sentence but the last, as spaCy's rule-based Sentencizer splits: a sentence
         starts at the first token that is not punctuation after a token in punct_chars."""
         punct = self.sentence_punct
@@ -366,6 +367,8 @@ class RuleTokenizer(WordTokenizer):
                 if piece != " " and started and seen_period:
                     ends.append(prev_end)
                     seen_period = False
+                    if at_most is not None and len(ends) >= at_most:
+                        return ends
                 pos += len(piece)
                 continue
             for tok in self._entry(piece)[0]:
@@ -374,17 +377,19 @@ class RuleTokenizer(WordTokenizer):
                 if seen_period and not in_punct and not is_punct(tok):
                     ends.append(prev_end)
                     seen_period = False
+                    if at_most is not None and len(ends) >= at_most:
+                        return ends
                 elif in_punct:
                     seen_period = True
                 pos += len(tok)
                 prev_end = pos
         return ends
 
-    def count_sentences(self, text: str) -> int:
-        """Number of sentences, as spaCy's Sentencizer counts them."""
+    def count_sentences(self, text: str, at_most: int | None = None) -> int:
+        """Number of sentences, as spaCy's Sentencizer counts them (counting stops at `at_most`)."""
         if not text:
             return 0
-        return len(self._sentence_ends(text)) + 1
+        return min(len(self._sentence_ends(text, None if at_most is None else at_most - 1)) + 1, at_most or 1 << 62)
 
     def split_sentences(self, text: str) -> list[str]:
         """Sentences as datatrove's split_into_sentences cuts them: contiguous pieces that cover the text, each

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from curate.errors import StageError
 from curate.stage import Filter, Mapper
-from curate.text import canonical_language
+from curate.text import canonical_language, tokenizer
 from filters._common import doc_tokenizers, texts
 
 CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
@@ -53,6 +53,11 @@ class C4Quality(Mapper):
     # Sentence splitting rules; null: each document's `language` column.
     language: str | None = "en"
 
+    def setup(self) -> None:
+        # spaCy's rules compile into large regular expressions: build them once per worker, not in a batch.
+        if self.language is not None:
+            tokenizer(self.language)
+
     def map_batch(self, batch: pa.Table) -> tuple[pa.Table, list[str | None]]:
         counts = dict.fromkeys(
             ("lines_total", "lines_kept", "lines_removed_too_long_word", "lines_removed_no_terminal_punct",
@@ -85,7 +90,12 @@ class C4Quality(Mapper):
         for line in lines:
             line = line.strip()
             words = line.split()
-            if self.max_word_length != -1 and any(len(w) > self.max_word_length for w in words):
+            # A word longer than max_word_length needs a line longer than that: most lines skip the word scan.
+            if (
+                self.max_word_length != -1
+                and len(line) > self.max_word_length
+                and max(map(len, words)) > self.max_word_length
+            ):
                 counts["lines_removed_too_long_word"] += 1
                 continue
             if self.remove_citations and "[" in line:
@@ -119,7 +129,12 @@ class C4Quality(Mapper):
         # Every kept line holds at least one sentence, so only pages with few kept lines need the sentencizer.
         if len(kept_lines) >= self.min_num_sentences:
             return len(kept_lines)
-        return sum(tok.count_sentences(line) for line in kept_lines)
+        total = 0
+        for line in kept_lines:  # stop as soon as the page has enough
+            total += tok.count_sentences(line, at_most=self.min_num_sentences - total)
+            if total >= self.min_num_sentences:
+                break
+        return total
 
 
 # -- bad words --------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from curate.stage import Filter
-from curate.text import WordTokenizer
+from curate.text import WordTokenizer, tokenizer
 from filters._common import PUNCTUATION_SET, doc_tokenizers, duplicates, texts
 
 _PARAGRAPHS = re.compile(r"\n{2,}")
@@ -60,6 +60,7 @@ class _NGrams:
         self._groups: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._bigram_counts: np.ndarray | None = None
         self._bigram_repeat: np.ndarray | None = None
+        self._cand: tuple[int, np.ndarray] | None = None
 
     def char_lens(self, n: int) -> np.ndarray:
         """Characters of the n-gram at every position, without separators."""
@@ -88,6 +89,18 @@ class _NGrams:
             self._bigram_repeat = first[groups] != np.arange(len(groups))
         return self._bigram_repeat
 
+    def _candidates(self, n: int) -> np.ndarray:
+        """Positions where an n-gram may repeat an earlier one: a repeated n-gram starts n-1 repeated bigrams.
+        Built from the previous n's array with one more shifted AND (checks usually go n = 5, 6, ..., 10)."""
+        repeat = self.bigram_repeat()
+        m = self.m - n + 1
+        k, cand = self._cand if self._cand is not None and self._cand[0] < n else (2, repeat)
+        cand = cand[:m]
+        for j in range(k, n):  # AND in the bigrams at offsets k-1 .. n-2
+            cand = cand & repeat[j - 1 : j - 1 + m]
+        self._cand = (n, cand)
+        return cand
+
     def top_chars(self, n: int, n_chars: int, frac: float) -> int:
         """datatrove's find_top_duplicate: characters covered by the most frequent n-gram (' '-joined length times
         count; ties go to the n-gram seen first, as Counter.most_common). Returns an upper bound instead when even
@@ -108,12 +121,7 @@ class _NGrams:
         scan jumps past it. Returns an upper bound instead when even that stays within `frac` of the text."""
         m = self.m - n + 1
         lens = self.char_lens(n)
-        # A repeated n-gram starts n-1 repeated bigrams: where they do not, no n-gram repeats.
-        repeat = self.bigram_repeat()
-        candidates = repeat[:m].copy()
-        for k in range(1, n - 1):
-            candidates &= repeat[k : k + m]
-        bound = int(lens[candidates].sum())
+        bound = int(lens[self._candidates(n)].sum())
         if bound / n_chars <= frac:
             return bound
         groups, first = self.groups(n)
@@ -166,6 +174,11 @@ class GopherRepetition(Filter):
     def __post_init__(self) -> None:
         self._top = [(int(n), float(f)) for n, f in self.top_n_grams]
         self._dup = [(int(n), float(f)) for n, f in self.dup_n_grams]
+
+    def setup(self) -> None:
+        # spaCy's rules compile into large regular expressions: build them once per worker, not in a batch.
+        if self.language is not None:
+            tokenizer(self.language)
 
     def reject_batch(self, batch: pa.Table) -> list[str | None]:
         return [self.check(t, tok) for t, tok in zip(texts(batch), doc_tokenizers(batch, self.language))]
@@ -263,6 +276,11 @@ class GopherQuality(Filter):
         self._symbol: dict[int, dict[str, Any]] = {}
         self._alpha: dict[int, dict[str, Any]] = {}
         self._stopword: dict[int, dict[str, Any]] = {}
+
+    def setup(self) -> None:
+        # spaCy's rules compile into large regular expressions: build them once per worker, not in a batch.
+        if self.language is not None:
+            tokenizer(self.language)
 
     def reject_batch(self, batch: pa.Table) -> list[str | None]:
         return [self.check(t, tok) for t, tok in zip(texts(batch), doc_tokenizers(batch, self.language))]
