@@ -1,0 +1,231 @@
+"""FineWeb's base processing end to end, curate vs datatrove, on the same WARC in the same run.
+
+Chain (both sides): WARC reader -> URL filter -> trafilatura (favour_precision) -> fastText LID (en, 0.65) ->
+Gopher repetition -> Gopher quality -> C4 (filter_no_terminal_punct=False) -> FineWeb quality -> Parquet.
+curate runs `curate run` with the local runner (one process); datatrove runs LocalPipelineExecutor with one task
+and one worker (its extractor adds a sandbox process that works while the main one waits). Each run is a fresh
+process (trafilatura's duplicate-segment cache is process-wide), runs alternate between the two sides, and the table
+reports the best and the median of --repeat runs (on a shared machine the best is the least disturbed).
+
+Reported: documents read, kept, docs/s per core (one worker each) and the ratio; the Jaccard index of the kept URL
+sets; where each side spends its time (curate: stats.json stage seconds; datatrove: its per-step time stats), and
+the share of the non-extraction stages relative to extraction.
+
+    python bench/fineweb_chain.py [--warc PATH ...] [--pages 2000] [--repeat 3]
+
+Without --warc: the sample crawl (sample:crawl?pages=N). `--warc corpus` uses the real WARCs of ../shared/corpus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+PIPELINE = """
+name: fineweb-bench
+input: {{format: warc, path: "{path}", statuses: [], content_types: [text/html, application/xhtml+xml]}}
+output: {{path: "{out}"}}
+stages:
+  - {{id: url, uses: url_filter}}
+  - {{id: extract, uses: trafilatura, with: {{favour_precision: true, include_comments: false, deduplicate: true,
+      timeout: 1.0}}}}
+  - {{id: lang, uses: fasttext_langid, with: {{languages: [en], language_threshold: 0.65}}}}
+  - {{id: gopher_rep, uses: gopher_repetition}}
+  - {{id: gopher_qual, uses: gopher_quality}}
+  - {{id: c4, uses: c4_quality, with: {{filter_no_terminal_punct: false}}}}
+  - {{id: fineweb, uses: fineweb_quality}}
+"""
+
+
+def run_curate(folder: str, work: str) -> dict[str, Any]:
+    from curate import config, engine
+
+    out = os.path.join(work, "curate-out")
+    pipe = os.path.join(work, "fineweb-bench.yaml")
+    Path(pipe).write_text(PIPELINE.format(path=os.path.join(folder, "*"), out=out))
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    stats = engine.run(config.load(pipe), runner="local")
+    wall = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    import pyarrow.parquet as pq
+
+    urls = pq.read_table(os.path.join(out, "data"), columns=["url"]).column("url").to_pylist()
+    stages = {s["id"]: s["seconds"] for s in stats["stages"] if s["id"] != "input"}
+    # Documents that reached the first stage: records the reader rejects (a redirect's empty payload) are counted
+    # as rejected input by curate but skipped silently by datatrove's reader.
+    docs = next(s["docs_in"] for s in stats["stages"] if s["id"] != "input")
+    return {"docs": docs, "kept": stats["output_docs"], "wall": wall, "cpu": cpu, "stages": stages,
+            "urls": sorted(urls), "trafilatura": _trafilatura_version()}  # fmt: skip
+
+
+def run_datatrove(folder: str, work: str) -> dict[str, Any]:
+    import logging
+
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.extractors import Trafilatura
+    from datatrove.pipeline.filters import (
+        C4QualityFilter,
+        FineWebQualityFilter,
+        GopherQualityFilter,
+        GopherRepetitionFilter,
+        LanguageFilter,
+        URLFilter,
+    )
+    from datatrove.pipeline.readers import WarcReader
+    from datatrove.pipeline.writers import ParquetWriter
+    from datatrove.utils.logging import logger
+    from parity_datatrove import patch_datatrove_downloads
+
+    logger.remove()
+    logging.getLogger("trafilatura").setLevel(logging.CRITICAL)
+    patch_datatrove_downloads()
+    out = os.path.join(work, "datatrove-out")
+    logs = os.path.join(work, "datatrove-logs")
+    executor = LocalPipelineExecutor(
+        pipeline=[
+            WarcReader(folder),
+            URLFilter(),
+            Trafilatura(favour_precision=True, timeout=1.0),
+            LanguageFilter(languages=["en"], language_threshold=0.65),
+            GopherRepetitionFilter(),
+            GopherQualityFilter(),
+            C4QualityFilter(filter_no_terminal_punct=False),
+            FineWebQualityFilter(),
+            ParquetWriter(out),
+        ],
+        tasks=1,
+        workers=1,
+        logging_dir=logs,
+    )
+    import resource
+
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    executor.run()
+    wall = time.perf_counter() - t0
+    # The sandbox process that ran trafilatura has ended: its CPU time is in RUSAGE_CHILDREN.
+    cpu = time.process_time() - cpu0 + resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out)
+    meta = table.column("metadata").to_pylist() if "metadata" in table.column_names else None
+    urls = [m.get("url") for m in meta] if meta is not None else table.column("url").to_pylist()
+    stats = json.loads(Path(logs, "stats.json").read_text())
+    stages: dict[str, float] = {}
+    docs = 0
+    for step in stats:
+        name = step["name"]
+        stages[name] = step.get("time_stats", {}).get("total", 0.0)
+        if "READER" in name:
+            total = step["stats"].get("documents", {})
+            docs = total.get("total", 0) if isinstance(total, dict) else int(total)
+    kept = sum(1 for _ in urls)
+    return {"docs": docs, "kept": kept, "wall": wall, "cpu": cpu, "stages": stages, "urls": sorted(urls),
+            "trafilatura": _trafilatura_version()}  # fmt: skip
+
+
+def _trafilatura_version() -> str:
+    import trafilatura
+
+    return trafilatura.__version__
+
+
+SIDES = {"curate": run_curate, "datatrove": run_datatrove}
+NON_EXTRACTION = ("url", "lang", "gopher_rep", "gopher_qual", "c4", "fineweb")
+
+
+def _folder(warcs: list[str], pages: int, tmp: str) -> str:
+    """A folder holding (links to) the WARC files both readers read."""
+    if not warcs:
+        from curate.samples import materialize
+
+        warcs = [materialize(f"sample:crawl?pages={pages}")]
+    if warcs == ["corpus"]:
+        from corpus_docs import CORPUS
+
+        warcs = [str(p) for p in sorted(CORPUS.glob("*/*.warc.gz"))]
+    folder = os.path.join(tmp, "warcs")
+    os.makedirs(folder, exist_ok=True)
+    for i, w in enumerate(warcs):
+        os.symlink(os.path.abspath(w), os.path.join(folder, f"{i:03d}-{os.path.basename(w)}"))
+    return folder
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--warc", nargs="*", default=[], help="WARC files, or 'corpus' (default: the sample crawl)")
+    ap.add_argument("--pages", type=int, default=2000, help="sample crawl size when --warc is not given")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one side in this (fresh) process
+    ap.add_argument("--folder", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        with tempfile.TemporaryDirectory() as work:
+            print(json.dumps(SIDES[args.one](args.folder, work)))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = _folder(args.warc, args.pages, tmp)
+        print(f"WARC files: {', '.join(sorted(os.listdir(folder)))}")
+        runs: dict[str, list[dict[str, Any]]] = {k: [] for k in SIDES}
+        for rep in range(args.repeat):  # alternate, so machine noise hits both sides alike
+            for side in SIDES:
+                cmd = [sys.executable, __file__, "--one", side, "--folder", folder]
+                out = subprocess.run(cmd, capture_output=True, text=True)
+                if out.returncode:
+                    sys.exit(f"{side} failed:\n{out.stderr[-3000:]}")
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                runs[side].append(r)
+                print(f"  run {rep + 1} {side:<10} {r['docs']} docs, {r['kept']} kept, {r['wall']:.2f}s wall, "
+                      f"{r['cpu']:.2f}s cpu", flush=True)  # fmt: skip
+    report(runs)
+
+
+def report(runs: dict[str, list[dict[str, Any]]]) -> None:
+    print(f"\ntrafilatura: curate {runs['curate'][0]['trafilatura']}, datatrove {runs['datatrove'][0]['trafilatura']}")
+    print("\n| pipeline | docs read | kept | best s | median s | docs/s per core (best) | docs/s per core (median) "
+          "| CPU s (best run) |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    rate: dict[str, tuple[float, float]] = {}
+    for side, rs in runs.items():
+        best = min(rs, key=lambda r: r["wall"])
+        med = statistics.median(r["wall"] for r in rs)
+        rate[side] = (best["docs"] / best["wall"], best["docs"] / med)
+        print(f"| {side} | {best['docs']} | {best['kept']} | {best['wall']:.2f} | {med:.2f} | {rate[side][0]:.1f} | "
+              f"{rate[side][1]:.1f} | {best['cpu']:.2f} |")  # fmt: skip
+    print(f"\ncurate / datatrove docs/s per core: {rate['curate'][0] / rate['datatrove'][0]:.2f}x (best runs), "
+          f"{rate['curate'][1] / rate['datatrove'][1]:.2f}x (medians)")  # fmt: skip
+    a, b = set(runs["curate"][0]["urls"]), set(runs["datatrove"][0]["urls"])
+    jac = len(a & b) / len(a | b) if a | b else 1.0
+    print(f"kept URL sets: curate {len(a)}, datatrove {len(b)}, both {len(a & b)}, Jaccard {jac:.4f}")
+    best = min(runs["curate"], key=lambda r: r["wall"])["stages"]
+    print("\ncurate stage seconds (best run): " + ", ".join(f"{k} {v:.2f}" for k, v in best.items()))
+    shares = sorted(100 * sum(r["stages"].get(s, 0.0) for s in NON_EXTRACTION) / r["stages"]["extract"]
+                    for r in runs["curate"])  # fmt: skip
+    print(
+        f"curate non-extraction stages / extraction, per run: {', '.join(f'{x:.1f}%' for x in shares)} "
+        f"(median {statistics.median(shares):.1f}%)"
+    )
+    dt = min(runs["datatrove"], key=lambda r: r["wall"])["stages"]
+    dt_extract = sum(v for k, v in dt.items() if "Trafilatura" in k)
+    dt_other = sum(v for k, v in dt.items() if "Trafilatura" not in k and "Warc" not in k and "Parquet" not in k)
+    print("datatrove step seconds (best run): " + ", ".join(f"{k.encode('ascii', 'ignore').decode().strip()} {v:.2f}"
+                                                             for k, v in dt.items()))  # fmt: skip
+    print(f"datatrove non-extraction steps / extraction: {dt_other:.2f}s / {dt_extract:.2f}s = "
+          f"{100 * dt_other / max(dt_extract, 1e-9):.1f}%")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
