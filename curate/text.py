@@ -20,6 +20,7 @@ import threading
 import unicodedata
 from collections.abc import Callable, Iterable
 from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,7 @@ class WordTokenizer:
         self.generation = 0
         self._vocab: dict[str, int] = {}
         self._chunks: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {}
+        self._chunk_ids: dict[str, tuple[int, ...]] = {}  # the ids half of _chunks, for lookups done in C
         self._lengths = np.zeros(0, np.int64)
         self._max_vocab = max_vocab
         self._memo: dict[str, np.ndarray] = {}
@@ -85,6 +87,7 @@ class WordTokenizer:
                     self.strings.append(t)
                 ids.append(i)
             entry = self._chunks[chunk] = (toks, tuple(ids))
+            self._chunk_ids[chunk] = entry[1]
         return entry
 
     def _maybe_reset(self) -> None:
@@ -92,6 +95,7 @@ class WordTokenizer:
         if len(self.strings) > self._max_vocab or len(self._chunks) > 4 * self._max_vocab:
             self._vocab.clear()
             self._chunks.clear()
+            self._chunk_ids.clear()
             self._memo.clear()
             self.strings = []
             self._lengths = np.zeros(0, np.int64)
@@ -117,15 +121,13 @@ class WordTokenizer:
         if ids is not None:
             return ids
         self._maybe_reset()
-        chunks = self._chunks
-        out: list[int] = []
-        extend = out.extend
-        for chunk in text.split():
-            entry = chunks.get(chunk)
-            if entry is None:
-                entry = self._entry(chunk)
-            extend(entry[1])
-        ids = np.array(out, dtype=np.int64)
+        parts = text.split()
+        # One C-level pass of dict lookups; only chunks never seen before go through the tokenizer.
+        found = list(map(self._chunk_ids.get, parts))
+        if None in found:
+            entry = self._entry
+            found = [f if f is not None else entry(c)[1] for f, c in zip(found, parts)]
+        ids = np.fromiter(chain.from_iterable(found), dtype=np.int64)
         ids.flags.writeable = False
         memo = self._memo
         if len(memo) >= self._memo_size:
