@@ -60,6 +60,7 @@ class Case:
     datatrove: Callable[[], Any]
     ours: Callable[[], Stage]
     compare_text: bool = False  # the block rewrites text (C4 line removal, PII)
+    compare_label: bool = False  # language ID: compare the label and score too
 
 
 def cases() -> list[Case]:
@@ -78,6 +79,7 @@ def cases() -> list[Case]:
             "fasttext_langid (en, 0.65)",
             lambda: LanguageFilter(languages=["en"]),
             lambda: FastTextLangID(languages=["en"]),
+            compare_label=True,
         ),
         Case("gopher_repetition", GopherRepetitionFilter, GopherRepetition),
         Case("gopher_quality", GopherQualityFilter, GopherQuality),
@@ -108,7 +110,8 @@ def run_datatrove(block: Any, rows: list[dict[str, Any]]) -> tuple[list[tuple[bo
         else:  # a formatter
             doc.text = block.format(doc.text)
             kept, reason = True, None
-        out.append((bool(kept), reason, doc.text))
+        label = (doc.metadata.get("language"), doc.metadata.get("language_score"))
+        out.append((bool(kept), reason, doc.text, label))
     return out, time.perf_counter() - t0
 
 
@@ -121,8 +124,11 @@ def run_ours(stage: Stage, table: pa.Table) -> tuple[list[tuple[bool, str | None
         batch = table.slice(start, BATCH)
         result = stage.apply(batch)
         reasons = [None] * batch.num_rows if result.reasons is None else result.reasons.to_pylist()
-        for reason, text in zip(reasons, result.table.column("text").to_pylist()):
-            out.append((reason is None, reason, text))
+        cols = result.table.column_names
+        langs = result.table.column("language").to_pylist() if "language" in cols else [None] * batch.num_rows
+        scores = result.table.column("language_score").to_pylist() if "language" in cols else [None] * batch.num_rows
+        for reason, text, lang, score in zip(reasons, result.table.column("text").to_pylist(), langs, scores):
+            out.append((reason is None, reason, text, (lang, score)))
     return out, time.perf_counter() - t0
 
 
@@ -135,6 +141,10 @@ def compare(case: Case, table: pa.Table, show: int) -> dict[str, Any]:
     both_rejected = [(a, b) for a, b in zip(theirs, ours) if not a[0] and not b[0]]
     reason_ok = sum(REASONS.get(b[1], b[1]) == a[1] for a, b in both_rejected)
     text_ok = sum(a[2] == b[2] for a, b in zip(theirs, ours) if a[0] and b[0]) if case.compare_text else None
+    if case.compare_label:
+        # Same best label, and the same score to float32 precision (curate stores float32; datatrove a float).
+        same = sum(a[3][0] == b[3][0] and abs(a[3][1] - b[3][1]) < 1e-6 for a, b in zip(theirs, ours))
+        text_ok = same
     both_kept = sum(a[0] and b[0] for a, b in zip(theirs, ours))
     shown = 0
     for r, a, b in zip(rows, theirs, ours):
@@ -148,7 +158,9 @@ def compare(case: Case, table: pa.Table, show: int) -> dict[str, Any]:
         "kept_us": sum(b[0] for b in ours),
         "agree": agree,
         "reasons": f"{reason_ok}/{len(both_rejected)}",
-        "text": "-" if text_ok is None else f"{text_ok}/{both_kept}",
+        "text": "-"
+        if text_ok is None
+        else f"{text_ok}/{n if case.compare_label else both_kept}" + (" (label+score)" if case.compare_label else ""),
         "ms_dt": 1e3 * t_dt / n,
         "ms_us": 1e3 * t_us / n,
     }
@@ -229,8 +241,8 @@ def main() -> None:
     results = [compare(c, table, args.show) for c in cases()]
     results.append(chain(table))
     print(f"\nDecision parity with datatrove on {table.num_rows} real documents (extracted corpus pages)\n")
-    print("| filter | docs | kept (datatrove) | kept (curate) | decisions agree | reasons agree | text agrees | "
-          "ms/doc datatrove | ms/doc curate | speed-up |")  # fmt: skip
+    print("| filter | docs | kept (datatrove) | kept (curate) | decisions agree | reasons agree | "
+          "text (or label) agrees | ms/doc datatrove | ms/doc curate | speed-up |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(
