@@ -10,6 +10,7 @@ import pytest
 
 from curate.cli import main
 from curate.train.ablate import arm_names
+from curate.train.data import is_val
 
 pytest.importorskip("torch")
 pytest.importorskip("tokenizers")
@@ -98,3 +99,20 @@ def test_ablate_two_outputs(tmp_path, capsys):
     assert main(args + ["--heldout", str(tmp_path / "held.txt")]) == 0  # a rerun resumes: nothing is retrained
     assert (tmp_path / "abl" / "raw" / "ckpt.pt").stat().st_mtime_ns == ckpt_mtime
     assert json.loads((tmp_path / "abl" / "ablation.json").read_text())["arms"] == report["arms"]
+
+
+@pytest.mark.e2e
+def test_ablate_heldout_val_split_of_a_shared_output(tmp_path, capsys):
+    clean = sentences(300, seed=3)
+    raw = write_output(tmp_path / "raw", clean + junk(300), id_prefix="d")
+    filtered = write_output(tmp_path / "filtered", clean, id_prefix="d")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(tiny_yaml(tmp_path / "unused", max_steps=10, eval_every=5))
+    args = ["ablate", str(cfg), str(raw), str(filtered), "--out", str(tmp_path / "abl")]
+    assert main(args + ["--heldout", str(filtered), "--heldout-split", "val"]) == 0
+    assert "(val split)" in capsys.readouterr().out
+    report = json.loads((tmp_path / "abl" / "ablation.json").read_text())
+    arms = {a["name"]: a for a in report["arms"]}
+    # the filtered output's validation documents are exactly the pooled set's clean part: no arm trained on them
+    assert report["heldout"]["docs"] == sum(1 for i in range(300) if is_val(f"d-{i}", 0.1))
+    assert arms["raw"]["heldout_loss"] == pytest.approx(arms["raw"]["val_losses"]["filtered"], rel=1e-6)

@@ -129,9 +129,13 @@ def ablate(
     *,
     names: list[str] | None = None,
     heldout: list[str] | None = None,
+    heldout_split: str = "all",
     max_eval_tokens: int | None = 2_000_000,
 ) -> list[ArmResult]:
-    """Train cfg's model once per output in `paths` and compare them; resumable (rerun to continue)."""
+    """Train cfg's model once per output in `paths` and compare them on one held-out set; rerun to resume.
+
+    The held-out set is `heldout` (text, JSONL, Parquet or curated outputs; with heldout_split "val", only their
+    validation documents), else the pooled validation split of all arms."""
     if len(paths) < 2:
         raise ConfigError("an ablation compares two or more curated outputs")
     arms = arm_names(paths, names)
@@ -140,8 +144,16 @@ def ablate(
     d, t = cfg.data, cfg.train
 
     if heldout:
-        tokens, h_docs, h_bytes = load_eval_tokens(tok, heldout, text_column=d.text_column, max_tokens=max_eval_tokens)
-        h_name = ", ".join(heldout)
+        # split "val": only documents held out by id hash, which no arm trained on (the arms use the same val_fraction)
+        tokens, h_docs, h_bytes = load_eval_tokens(
+            tok,
+            heldout,
+            split=heldout_split,
+            val_fraction=d.val_fraction,
+            text_column=d.text_column,
+            max_tokens=max_eval_tokens,
+        )
+        h_name = ", ".join(heldout) + ("" if heldout_split == "all" else f" ({heldout_split} split)")
     else:
         tokens, h_docs, h_bytes = pooled_validation(tok, paths, d.val_fraction, d.text_column, max_eval_tokens)
         h_name = "pooled validation split of all arms"
@@ -179,7 +191,7 @@ def ablate(
         res = train(arm_cfg, tok=tok, index=index, eval_sets={HELDOUT: heldout_stream})
         model, _, _ = model_from_checkpoint(arm_cfg.run_dir, device)
         total, count = stream_loss(model, tokens, t.seq_len, t.batch_size, device, dtype)
-        h = EvalResult(HELDOUT, h_docs, count, h_bytes, total / max(count, 1))
+        h = EvalResult(h_name, h_docs, count, h_bytes, total / max(count, 1))
         val = {}
         for other, oindex in indexes.items():
             vstream = oindex.stream("val")

@@ -52,6 +52,12 @@ def register_cli(sub: Any) -> None:
     p.add_argument(
         "--heldout", nargs="+", help="common held-out set (text, JSONL or Parquet); default: the arms' pooled val split"
     )
+    p.add_argument(
+        "--heldout-split",
+        choices=("all", "val"),
+        default="all",
+        help="val: only the validation documents of --heldout (e.g. a curated output the arms share documents with)",
+    )
     p.add_argument("--out", help="ablation directory (default runs/ablate-<config name>)")
     p.add_argument("--max-eval-tokens", type=int, default=2_000_000, help="cap on tokens per evaluation set")
     _add_set(p)
@@ -191,9 +197,16 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     out = args.out or os.path.join("runs", f"ablate-{cfg.name}")
     names = args.names.split(",") if args.names else None
-    results = ablate(cfg, args.outputs, out, names=names, heldout=args.heldout, max_eval_tokens=args.max_eval_tokens)
-    heldout = ", ".join(args.heldout) if args.heldout else "pooled validation split of all arms"
-    print(format_table(results, heldout))
+    results = ablate(
+        cfg,
+        args.outputs,
+        out,
+        names=names,
+        heldout=args.heldout,
+        heldout_split=args.heldout_split,
+        max_eval_tokens=args.max_eval_tokens,
+    )
+    print(format_table(results, results[0].heldout.name))
     print(f"ablation: {out}  (ablation.md, ablation.json, ablation.png if matplotlib is installed)")
     return 0
 
