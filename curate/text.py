@@ -96,6 +96,7 @@ class WordTokenizer:
             self._vocab.clear()
             self._chunks.clear()
             self._chunk_ids.clear()
+            self.__dict__.get("_sentence_chunks", {}).clear()
             self._memo.clear()
             self.strings = []
             self._lengths = np.zeros(0, np.int64)
@@ -238,6 +239,7 @@ class RuleTokenizer(WordTokenizer):
         self._matcher_lengths = sorted({len(k) for k in self._matcher}, reverse=True)
         self._matcher_first = frozenset(k[0] for k in self._matcher)
         self.sentence_punct: frozenset[str] = frozenset(rules["sentence_punct"])
+        self._sentence_chunks: dict[str, tuple[int, int, int, int]] = {}
 
     # A line-by-line port of spacy/tokenizer.pyx (_split_affixes, _attach_tokens).
     def _tokenize(self, string: str, with_specials: bool = True) -> list[str]:
@@ -391,7 +393,39 @@ class RuleTokenizer(WordTokenizer):
         """Number of sentences, as spaCy's Sentencizer counts them (counting stops at `at_most`)."""
         if not text:
             return 0
-        return min(len(self._sentence_ends(text, None if at_most is None else at_most - 1)) + 1, at_most or 1 << 62)
+        limit = at_most or 1 << 62
+        parts = text.split()
+        if not parts or " ".join(parts) != text:
+            # Leading/trailing or other whitespace (a run other than one ' ' is a token for spaCy): token by token.
+            return min(len(self._sentence_ends(text, None if at_most is None else at_most - 1)) + 1, limit)
+        # Chunk by chunk: each chunk's effect on (count, seen_period) is cached, whichever state it starts in.
+        summaries = self._sentence_chunks
+        count, seen = 1, 0
+        for chunk in parts:
+            summary = summaries.get(chunk)
+            if summary is None:
+                summary = summaries[chunk] = self._sentence_summary(chunk)
+            count += summary[seen]
+            seen = summary[2 + seen]
+            if count >= limit:
+                return limit
+        return count
+
+    def _sentence_summary(self, chunk: str) -> tuple[int, int, int, int]:
+        """(sentences started if entered without / with a pending period, period pending on exit, likewise)."""
+        punct = self.sentence_punct
+        out = []
+        for seen in (False, True):
+            started = 0
+            for tok in self._entry(chunk)[0]:
+                in_punct = tok in punct
+                if seen and not in_punct and not is_punct(tok):
+                    started += 1
+                    seen = False
+                elif in_punct:
+                    seen = True
+            out.append((started, int(seen)))
+        return out[0][0], out[1][0], out[0][1], out[1][1]
 
     def split_sentences(self, text: str) -> list[str]:
         """Sentences as datatrove's split_into_sentences cuts them: contiguous pieces that cover the text, each

@@ -89,6 +89,27 @@ class _NGrams:
             self._bigram_repeat = first[groups] != np.arange(len(groups))
         return self._bigram_repeat
 
+    def span_lens(self, n: int) -> np.ndarray:
+        """For every bigram position p: characters of the (at most) n tokens from p, without separators; an upper
+        bound on the length of every k-gram (k <= n) that starts there."""
+        ends = np.arange(n, n + self.m - 1)
+        np.minimum(ends, self.m, out=ends)
+        return self.cum[ends] - self.cum[: self.m - 1]
+
+    def all_top_within(self, ns: list[int], n_chars: int, frac: float) -> bool:
+        """True if no n-gram (n in ns, all >= 3) can cover more than `frac` of the text: one bound for all n."""
+        big = max(ns)
+        bound = int((self.bigram_counts() * (self.span_lens(big) + big - 1)).max())
+        return bound / n_chars <= frac
+
+    def all_duplicated_within(self, ns: list[int], n_chars: int, frac: float) -> bool:
+        """True if the repeated n-grams (n in ns) cannot cover more than `frac` of the text, for every n at once:
+        the positions where a k-gram may repeat (k = min ns) include those of every longer n-gram."""
+        small, big = min(ns), max(ns)
+        cand = self._candidates(small)
+        bound = int(self.span_lens(big)[: len(cand)][cand].sum())
+        return bound / n_chars <= frac
+
     def _candidates(self, n: int) -> np.ndarray:
         """Positions where an n-gram may repeat an earlier one: a repeated n-gram starts n-1 repeated bigrams.
         Built from the previous n's array with one more shifted AND (checks usually go n = 5, 6, ..., 10)."""
@@ -206,11 +227,21 @@ class GopherRepetition(Filter):
             return None
         ids = tok.token_ids(text)
         grams = _NGrams(ids, tok.lengths())
-        for n, frac in self._top:
-            if grams.m >= n and grams.top_chars(n, n_chars, frac) / n_chars > frac:
+        top = [(n, f) for n, f in self._top if grams.m >= n]
+        dup = [(n, f) for n, f in self._dup if grams.m >= n]
+        # Most documents are far from every threshold: one bound clears all the longer top n-grams (n >= 3),
+        # another all the duplicated n-grams, before any per-n counting.
+        longer = [n for n, _ in top if n >= 3]
+        if longer and grams.all_top_within(longer, n_chars, min(f for n, f in top if n >= 3)):
+            top = [(n, f) for n, f in top if n < 3]
+        if dup and min(n for n, _ in dup) >= 2 and grams.all_duplicated_within([n for n, _ in dup], n_chars,
+                                                                              min(f for _, f in dup)):  # fmt: skip
+            dup = []
+        for n, frac in top:
+            if grams.top_chars(n, n_chars, frac) / n_chars > frac:
                 return f"top_{n}_gram"
-        for n, frac in self._dup:
-            if grams.m >= n and grams.duplicated_chars(n, n_chars, frac) / n_chars > frac:
+        for n, frac in dup:
+            if grams.duplicated_chars(n, n_chars, frac) / n_chars > frac:
                 return f"duplicated_{n}_n_grams"
         return None
 
