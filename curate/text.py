@@ -254,6 +254,8 @@ class RuleTokenizer(WordTokenizer):
                 break
             if string in specials:
                 break
+            if string.isalpha():
+                break  # no affix rule splits a run of letters (the fast path in chunk_tokens relies on it too)
             last_size = len(string)
             pre_len = _found(self._prefix, string)
             if pre_len:
