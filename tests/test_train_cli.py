@@ -28,6 +28,13 @@ def test_help_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_missing_torch_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now fails as if it were not installed
+    assert main(["train", "tiny-cpu", "--data", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "the package 'torch' is needed for the trainer" in err and "curate[train]" in err
+
+
 def test_arm_names():
     assert arm_names(["out/raw", "out/fineweb/"]) == ["raw", "fineweb"]
     assert arm_names(["a/x", "b/x"]) == ["x", "x-2"]

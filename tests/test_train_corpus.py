@@ -27,7 +27,6 @@ def test_bpe_on_shakespeare_compresses_and_roundtrips(corpus):
     assert len(text.encode()) / len(ids) > 2.5  # 2k merges on verse: ~2.9 bytes per token (bytes alone: 1.0)
 
 
-@pytest.mark.slow
 def test_tiny_model_learns_shakespeare(corpus, tmp_path):
     out = write_output(tmp_path / "out", paragraphs(corpus))
     cfg = parse_config(tiny_yaml(tmp_path / "run", out, max_steps=60, seq_len=64, eval_every=30), "c.yaml")

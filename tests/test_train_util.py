@@ -78,6 +78,8 @@ def tiny_yaml(run: Path, data: Path | None = None, **train: object) -> str:
         "device": "cpu",
         "dtype": "float32",
         "seed": 0,
+        # one thread: tiny ops are all synchronisation at two, and slow badly when other processes share the CPUs
+        "threads": 1,
         **train,
     }
     body = "\n".join(f"  {k}: {json.dumps(v)}" for k, v in t.items())

@@ -255,9 +255,24 @@ def train(
     resume: bool = True,
 ) -> TrainResult:
     """Train cfg's model on its data to its budget (or stop after until_step), resuming from RUN/ckpt.pt if there."""
+    threads = torch.get_num_threads()
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    try:
+        return _train(cfg, tok, index, eval_sets, until_step, resume)
+    finally:
+        torch.set_num_threads(threads)  # the setting is process-wide: give the caller back its own
+
+
+def _train(
+    cfg: TrainConfig,
+    tok: Tokenizer | None,
+    index: ShardIndex | None,
+    eval_sets: dict[str, TokenStream] | None,
+    until_step: int | None,
+    resume: bool,
+) -> TrainResult:
     t = cfg.train
-    if t.threads:
-        torch.set_num_threads(t.threads)
     device = resolve_device(t.device)
     dtype = resolve_dtype(t.dtype, device)
     if tok is None or index is None:
