@@ -149,7 +149,9 @@ def build_shards(
     parallel: Literal["auto", "ray", "local"] = "auto",
     address: str | None = None,
 ) -> ShardIndex:
-    """Tokenize every document file of `data` into out_dir, skipping files already done with the same settings."""
+    """Tokenize every document file of `data` into out_dir, skipping files already done with the same settings.
+
+    On a Ray cluster, out_dir and the input must be on a filesystem every node mounts at the same path."""
     os.makedirs(out_dir, exist_ok=True)
     files = input_files(data)
     metas: dict[str, dict[str, Any]] = {}
