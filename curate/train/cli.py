@@ -96,7 +96,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     val = res.last_eval("val")
     print(
         f"{cfg.name}: {res.steps} steps, {res.tokens:,} tokens, {res.params:,} parameters, "
-        f"final train loss {res.train_losses[-1]:.4f}"
+        + (f"final train loss {res.train_losses[-1]:.4f}" if res.train_losses else "nothing trained")
         + (f", val loss {val:.4f}" if val is not None else "")
         + f", {res.tokens_per_s:,.0f} tokens/s"
         + (f", MFU {100 * res.mfu:.1f}%" if res.mfu is not None else "")
