@@ -58,7 +58,7 @@ class WordTokenizer:
     increases, so a filter that keeps per-id arrays knows to rebuild them.
     """
 
-    def __init__(self, language: str, max_vocab: int = 2_000_000, memo_size: int = 4096) -> None:
+    def __init__(self, language: str, max_vocab: int = 2_000_000, memo_chars: int = 64 << 20) -> None:
         self.language = language
         self.strings: list[str] = []
         self.generation = 0
@@ -67,8 +67,10 @@ class WordTokenizer:
         self._chunk_ids: dict[str, tuple[int, ...]] = {}  # the ids half of _chunks, for lookups done in C
         self._lengths = np.zeros(0, np.int64)
         self._max_vocab = max_vocab
+        # Recently tokenized texts -> ids, bounded by characters held (texts + ids, ~one batch or two).
         self._memo: dict[str, np.ndarray] = {}
-        self._memo_size = memo_size
+        self._memo_chars = 0
+        self._memo_limit = memo_chars
 
     def chunk_tokens(self, chunk: str) -> tuple[str, ...]:
         """Tokens of one whitespace-free chunk (uncached)."""
@@ -98,6 +100,7 @@ class WordTokenizer:
             self._chunk_ids.clear()
             self.__dict__.get("_sentence_chunks", {}).clear()
             self._memo.clear()
+            self._memo_chars = 0
             self.strings = []
             self._lengths = np.zeros(0, np.int64)
             self.generation += 1
@@ -116,8 +119,8 @@ class WordTokenizer:
         return out
 
     def token_ids(self, text: str) -> np.ndarray:
-        """Token ids of `text` (int64, read-only). The last few thousand texts are remembered, so that the
-        stages of a fused chain tokenize each document once."""
+        """Token ids of `text` (int64, read-only). Recent texts are remembered (up to ~64M characters), so that
+        the stages of a fused chain tokenize each document once."""
         ids = self._memo.get(text)
         if ids is not None:
             return ids
@@ -131,9 +134,14 @@ class WordTokenizer:
         ids = np.fromiter(chain.from_iterable(found), dtype=np.int64)
         ids.flags.writeable = False
         memo = self._memo
-        if len(memo) >= self._memo_size:
-            del memo[next(iter(memo))]  # oldest first (dicts keep insertion order)
-        memo[text] = ids
+        cost = len(text) + 8 * len(ids)
+        while memo and self._memo_chars + cost > self._memo_limit:
+            old_text, old_ids = next(iter(memo.items()))  # oldest first (dicts keep insertion order)
+            del memo[old_text]
+            self._memo_chars -= len(old_text) + 8 * len(old_ids)
+        if cost <= self._memo_limit:
+            memo[text] = ids
+            self._memo_chars += cost
         return ids
 
     def lengths(self) -> np.ndarray:

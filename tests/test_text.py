@@ -152,3 +152,13 @@ def test_parity_with_spacy_on_corpus_sentences(corpus):
             n += 1
     assert n >= 350
     assert isinstance(tokenizer("en").token_ids("x"), np.ndarray)
+
+
+def test_memo_is_bounded_by_characters():
+    tok = RuleTokenizer(_rules("en"))
+    tok._memo_limit = 1000
+    for i in range(100):
+        tok.token_ids(f"text number {i} " * 10)
+    assert 0 < len(tok._memo) <= 3 and tok._memo_chars <= 1000
+    first = tok.token_ids("text number 99 " * 10)
+    assert first is tok.token_ids("text number 99 " * 10)  # the latest is remembered
