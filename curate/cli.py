@@ -30,13 +30,18 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("pipeline", help="a pipeline file, or the name of a bundled one (e.g. fineweb.yaml)")
     p.add_argument("--input", help="override input.path (a file, directory, glob or fsspec URL)")
     p.add_argument("--output", help="override output.path")
+    add_set_argument(p, "stages.lang.language_threshold=0.8")
+
+
+def add_set_argument(p: argparse.ArgumentParser, example: str) -> None:
+    """`--set KEY=VALUE` (repeatable), parsed as YAML; pipelines and training configs share it."""
     p.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a value, e.g. --set stages.lang.language_threshold=0.8 (repeatable)",
+        help=f"override a value, e.g. --set {example} (repeatable)",
     )
 
 

@@ -76,14 +76,9 @@ def register_cli(sub: Any) -> None:
 
 
 def _add_set(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set train.max_steps=200 (repeatable)",
-    )
+    from curate.cli import add_set_argument
+
+    add_set_argument(p, "train.max_steps=200")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
