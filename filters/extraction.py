@@ -342,7 +342,9 @@ class Trafilatura(HtmlExtractor):
             from trafilatura.settings import DEFAULT_CONFIG
         except ImportError as e:
             err = MissingDependency("trafilatura", "web", what="the trafilatura stage")
-            err.hint = "pip install trafilatura (a dependency of curate: reinstalling curate brings it)"
+            if e.name != "trafilatura":  # installed, but one of its own imports fails (e.g. lxml_html_clean)
+                err.message = f"trafilatura cannot be imported: {e}"
+            err.hint = "reinstall curate (pip install -e .), which brings trafilatura and what it needs"
             raise err from e
         from copy import deepcopy
 

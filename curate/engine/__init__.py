@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from curate.config import Pipeline
-from curate.engine.core import Phase, build_stats, plan_phases, stage_schemas
+from curate.engine.core import Phase, build_stats, plan_phases, preflight, stage_schemas
 from curate.errors import ConservationError, CurateError
 from curate.io import sink
 from curate.io.base import Reader, ReadUnit
@@ -35,6 +35,8 @@ def run(
     if runner not in RUNNERS:
         raise CurateError(f"unknown runner '{runner}'", hint=f"use one of {', '.join(RUNNERS)}")
     schemas, kept_schema = stage_schemas(pipeline)
+    if runner == "ray":
+        preflight(pipeline.stages)
     phases = plan_phases(pipeline.stages, pipeline.engine.stateful_stages == "tasks")
     out = pipeline.output.path
     resumed = sink.prepare(out, overwrite, pipeline.resolved)
@@ -191,7 +193,11 @@ def _find_curate_error(e: BaseException | None, depth: int = 0) -> CurateError |
                 if isinstance(cause, CurateError):
                     return cause
                 return klass(str(getattr(e, "message", e)))
-    for nxt in (getattr(e, "cause", None), e.__cause__, e.__context__):
+    # Ray keeps the original error as `cause`; an actor that died in its constructor keeps the creation
+    # task's error in its arguments.
+    linked = [getattr(e, "cause", None), e.__cause__, e.__context__]
+    linked += [a for a in getattr(e, "args", ()) if isinstance(a, BaseException)]
+    for nxt in linked:
         found = _find_curate_error(nxt, depth + 1)
         if found is not None:
             return found

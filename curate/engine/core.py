@@ -169,6 +169,26 @@ class Reporter(Protocol):
 # -- the segment runner ------------------------------------------------------------------------------------------
 
 
+def setup_stage(sid: str, stage: Stage) -> None:
+    """stage.setup(), with a failure turned into one StageError naming the stage (and keeping the cause)."""
+    try:
+        stage.setup()
+    except Exception as e:
+        if isinstance(e, StageError):
+            raise
+        raise StageError(f"stage '{sid}' failed in setup(): {type(e).__name__}: {e}") from e
+
+
+def preflight(specs: list[StageSpec]) -> None:
+    """Build and set up each stage once on the driver before any worker starts, so that a missing package or
+    model file is one clear error in seconds, not an actor dying on every node. Stages that need a GPU are
+    skipped (the driver may have none)."""
+    for spec in specs:
+        if spec.resources.get("num_gpus"):
+            continue
+        setup_stage(spec.id, spec.build())
+
+
 class SegmentRunner:
     """Runs a fused chain of row stages over a batch; rejected rows leave the chain with their reason."""
 
@@ -185,12 +205,7 @@ class SegmentRunner:
         self.max_stage_errors = max_stage_errors
         self._tracebacks_logged = 0
         for sid, stage in zip(self.ids, self.stages):
-            try:
-                stage.setup()
-            except Exception as e:
-                if isinstance(e, StageError):
-                    raise
-                raise StageError(f"stage '{sid}' failed in setup(): {type(e).__name__}: {e}") from e
+            setup_stage(sid, stage)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         batch = with_reserved(batch)
