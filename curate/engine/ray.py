@@ -212,6 +212,9 @@ class RayExecutor:
             ray.cloudpickle.register_pickle_by_value(module)  # ship the user's own stage code with the tasks
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = os.environ.get("CURATE_RAY_PROGRESS", "") == "1"
+        # curate prints its own per-stage progress; Ray's notice that its bars are off is noise
+        for handler in logging.getLogger("ray.data").handlers:
+            handler.addFilter(lambda r: "Progress bars disabled" not in r.getMessage())
         ctx.verbose_stats_logs = False
         # A stage's own error (StageError over the cap, a setup failure) surfaces as itself, not as Ray's wrapper.
         ctx.raise_original_map_exception = True
@@ -250,6 +253,8 @@ class RayExecutor:
         ds.write_datasink(_datasink(writer, self.pipeline.output.shard_rows, write_prefix))
 
     def _segment(self, ds: Any, seg: Segment, workers: int) -> Any:
+        import ray.data
+
         engine = self.pipeline.engine
         res = dict(seg.resources)
         opts: dict[str, Any] = {"batch_format": "pyarrow", "batch_size": engine.batch_rows, "zero_copy_batch": True}
@@ -262,7 +267,7 @@ class RayExecutor:
             return ds.map_batches(
                 _SegmentActor,
                 fn_constructor_args=(seg.specs, self.reporter, engine.max_stage_errors),
-                concurrency=(1, workers),
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
                 **opts,
             )
         if seg.kind == "row":
