@@ -12,8 +12,12 @@ sets; where each side spends its time (curate: stats.json stage seconds; datatro
 the share of the non-extraction stages relative to extraction.
 
     python bench/fineweb_chain.py [--warc PATH ...] [--pages 2000] [--repeat 3]
+    python bench/fineweb_chain.py --files 4 --workers 2      # scaled out: curate on Ray vs datatrove, 2 workers
 
-Without --warc: the sample crawl (sample:crawl?pages=N). `--warc corpus` uses the real WARCs of ../shared/corpus.
+Without --warc: the sample crawl (sample:crawl?pages=N); --files K makes K of them (seeds 0..K-1). `--warc corpus`
+uses the real WARCs of ../shared/corpus. With --workers N > 1, curate runs on its Ray runner (an embedded Ray with N
+CPUs, its start-up included in the time) and datatrove's LocalPipelineExecutor runs one task per file on N workers;
+docs/s per core is then documents / wall time / N for both.
 """
 
 from __future__ import annotations
@@ -49,6 +53,9 @@ stages:
 """
 
 
+WORKERS = 1
+
+
 def run_curate(folder: str, work: str) -> dict[str, Any]:
     from curate import config, engine
 
@@ -57,7 +64,13 @@ def run_curate(folder: str, work: str) -> dict[str, Any]:
     Path(pipe).write_text(PIPELINE.format(path=os.path.join(folder, "*"), out=out))
     cpu0 = time.process_time()
     t0 = time.perf_counter()
-    stats = engine.run(config.load(pipe), runner="local")
+    if WORKERS > 1:
+        from curate.engine.ray import ensure_ray
+
+        ensure_ray(num_cpus=WORKERS)  # timed: a user pays Ray's start-up too
+        stats = engine.run(config.load(pipe, ["engine.progress_seconds=0"]), runner="ray")
+    else:
+        stats = engine.run(config.load(pipe), runner="local")
     wall = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
     import pyarrow.parquet as pq
@@ -118,8 +131,9 @@ def run_datatrove(folder: str, work: str) -> dict[str, Any]:
             FineWebQualityFilter(),
             ParquetWriter(out),
         ],
-        tasks=1,
-        workers=1,
+        tasks=len(os.listdir(folder)),
+        workers=WORKERS,
+        start_method="fork",  # workers inherit the patched (local) model and word-list paths
         logging_dir=logs,
     )
     import resource
@@ -159,12 +173,12 @@ SIDES = {"curate": run_curate, "datatrove": run_datatrove}
 NON_EXTRACTION = ("url", "lang", "gopher_rep", "gopher_qual", "c4", "fineweb")
 
 
-def _folder(warcs: list[str], pages: int, tmp: str) -> str:
+def _folder(warcs: list[str], pages: int, tmp: str, files: int = 1) -> str:
     """A folder holding (links to) the WARC files both readers read."""
     if not warcs:
         from curate.samples import materialize
 
-        warcs = [materialize(f"sample:crawl?pages={pages}")]
+        warcs = [materialize(f"sample:crawl?pages={pages}&seed={i}") for i in range(files)]
     if warcs == ["corpus"]:
         from corpus_docs import CORPUS
 
@@ -181,20 +195,24 @@ def main() -> None:
     ap.add_argument("--warc", nargs="*", default=[], help="WARC files, or 'corpus' (default: the sample crawl)")
     ap.add_argument("--pages", type=int, default=2000, help="sample crawl size when --warc is not given")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--files", type=int, default=1, help="sample crawl files (seeds 0..K-1)")
+    ap.add_argument("--workers", type=int, default=1, help="cores per side (> 1: curate on Ray)")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one side in this (fresh) process
     ap.add_argument("--folder", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global WORKERS
+    WORKERS = args.workers
     if args.one:
         with tempfile.TemporaryDirectory() as work:
             print(json.dumps(SIDES[args.one](args.folder, work)))
         return
     with tempfile.TemporaryDirectory() as tmp:
-        folder = _folder(args.warc, args.pages, tmp)
+        folder = _folder(args.warc, args.pages, tmp, args.files)
         print(f"WARC files: {', '.join(sorted(os.listdir(folder)))}")
         runs: dict[str, list[dict[str, Any]]] = {k: [] for k in SIDES}
         for rep in range(args.repeat):  # alternate, so machine noise hits both sides alike
             for side in SIDES:
-                cmd = [sys.executable, __file__, "--one", side, "--folder", folder]
+                cmd = [sys.executable, __file__, "--one", side, "--folder", folder, "--workers", str(args.workers)]
                 out = subprocess.run(cmd, capture_output=True, text=True)
                 if out.returncode:
                     sys.exit(f"{side} failed:\n{out.stderr[-3000:]}")
@@ -202,10 +220,10 @@ def main() -> None:
                 runs[side].append(r)
                 print(f"  run {rep + 1} {side:<10} {r['docs']} docs, {r['kept']} kept, {r['wall']:.2f}s wall, "
                       f"{r['cpu']:.2f}s cpu", flush=True)  # fmt: skip
-    report(runs)
+    report(runs, args.workers)
 
 
-def report(runs: dict[str, list[dict[str, Any]]]) -> None:
+def report(runs: dict[str, list[dict[str, Any]]], workers: int = 1) -> None:
     print(f"\ntrafilatura: curate {runs['curate'][0]['trafilatura']}, datatrove {runs['datatrove'][0]['trafilatura']}")
     print("\n| pipeline | docs read | kept | best s | median s | docs/s per core (best) | docs/s per core (median) "
           "| CPU s (best run) |")  # fmt: skip
@@ -214,7 +232,7 @@ def report(runs: dict[str, list[dict[str, Any]]]) -> None:
     for side, rs in runs.items():
         best = min(rs, key=lambda r: r["wall"])
         med = statistics.median(r["wall"] for r in rs)
-        rate[side] = (best["docs"] / best["wall"], best["docs"] / med)
+        rate[side] = (best["docs"] / best["wall"] / workers, best["docs"] / med / workers)
         print(f"| {side} | {best['docs']} | {best['kept']} | {best['wall']:.2f} | {med:.2f} | {rate[side][0]:.1f} | "
               f"{rate[side][1]:.1f} | {best['cpu']:.2f} |")  # fmt: skip
     print(f"\ncurate / datatrove docs/s per core: {rate['curate'][0] / rate['datatrove'][0]:.2f}x (best runs), "

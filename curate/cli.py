@@ -60,7 +60,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     pipeline = config.load(args.pipeline, args.overrides, args.input, args.output)
     _, kept = stage_schemas(pipeline)
-    segments = plan_segments(pipeline.stages, pipeline.engine.stateful_stages == "tasks")
+    segments = plan_segments(pipeline.stages, pipeline.engine.stateful_stages)
     print(f"{pipeline.file}: ok — {len(pipeline.stages)} stage(s), {len(pipeline.input.files())} input file(s)")
     for seg in segments:
         how = "global" if seg.kind == "global" else "actor pool" if seg.in_actors else "tasks"

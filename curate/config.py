@@ -46,9 +46,10 @@ class Engine:
     progress_seconds: float = 10.0
     # Upper bound on parallel workers per stage pool; default: the CPUs Ray sees.
     max_workers: int | None = None
-    # Where stages with setup() run on Ray: "actors" (an actor pool; the model loads once per actor) or "tasks"
-    # (fused with the read and the other stages into one task; setup once per worker process, cached).
-    stateful_stages: Literal["actors", "tasks"] = "actors"
+    # Where stages with setup() run on Ray: "tasks" (fused with the read and the other stages into one task; setup
+    # once per worker process, cached), "actors" (an actor pool; setup once per actor), or "auto": tasks, but
+    # actors for stages that ask for a GPU. On CPU, fused tasks measured 1.2x faster end to end than actors.
+    stateful_stages: Literal["auto", "tasks", "actors"] = "auto"
 
 
 @dataclass

@@ -195,12 +195,16 @@ def test_stateful_stages_run_in_actors_or_fused_into_tasks(workdir):
     p = config.load("p.yaml")
     p.stages[1].cls.setup = lambda self: None  # pretend count_words loads a model
     try:
-        default = [(s.label, s.in_actors) for s in plan_segments(p.stages)]
-        fused = [(s.label, s.in_actors) for s in plan_segments(p.stages, stateful_in_tasks=True)]
+        actors = [(s.label, s.in_actors) for s in plan_segments(p.stages, "actors")]
+        tasks = [(s.label, s.in_actors) for s in plan_segments(p.stages, "tasks")]
+        auto = [(s.label, s.in_actors) for s in plan_segments(p.stages)]
+        p.stages[1].resources = {"num_gpus": 1.0}  # a model on a GPU: its own segment, in actors
+        auto_gpu = [(s.label, s.in_actors) for s in plan_segments(p.stages)]
     finally:
         del p.stages[1].cls.setup
-    assert default == [("lorem", False), ("words", True), ("dedup", False)]
-    assert fused == [("lorem+words", False), ("dedup", False)]
+    assert actors == [("lorem", False), ("words", True), ("dedup", False)]
+    assert tasks == auto == [("lorem+words", False), ("dedup", False)]
+    assert auto_gpu == [("lorem", False), ("words", True), ("dedup", False)]
 
 
 def test_records_that_are_not_documents_are_reported_once_in_input_counters(workdir):

@@ -35,7 +35,7 @@ def slow_task(doc, pid_dir: str = "", seconds: float = 0.01):
 
 
 class SlowModel(curate.Filter):
-    """Stateful (setup): runs in an actor pool."""
+    """Stateful (setup): runs in an actor pool under engine.stateful_stages=actors."""
 
     pid_dir: str = ""
     seconds: float = 0.01
@@ -100,7 +100,9 @@ def test_a_killed_worker_is_retried_and_output_is_exactly_once(workdir, ray_sess
     killer = threading.Thread(target=_kill_one_worker, args=(workdir / which, killed, stop), daemon=True)
     killer.start()
     try:
-        stats = engine.run(config.load("p.yaml"), runner="ray")
+        # the model stage in an actor pool (killing an actor) or fused into tasks (killing a task's worker)
+        mode = "actors" if which == "pids_actor" else "tasks"
+        stats = engine.run(config.load("p.yaml", [f"engine.stateful_stages={mode}"]), runner="ray")
     finally:
         stop.set()
         killer.join(timeout=5)

@@ -37,7 +37,7 @@ def run(
     schemas, kept_schema = stage_schemas(pipeline)
     if runner == "ray":
         preflight(pipeline.stages)
-    phases = plan_phases(pipeline.stages, pipeline.engine.stateful_stages == "tasks")
+    phases = plan_phases(pipeline.stages, pipeline.engine.stateful_stages)
     out = pipeline.output.path
     resumed = sink.prepare(out, overwrite, pipeline.resolved)
     state = RunState(out)

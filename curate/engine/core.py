@@ -35,12 +35,15 @@ class Segment:
     kind: str
     specs: list[StageSpec]
     resources: dict[str, float] = field(default_factory=dict)
-    stateful_in_tasks: bool = False
+    mode: str = "auto"  # engine.stateful_stages
 
     @property
     def in_actors(self) -> bool:
-        """Run in an actor pool (a row segment with a stage that has setup(), unless told to use tasks)."""
-        return self.kind == "row" and self.stateful and not self.stateful_in_tasks
+        """Run in an actor pool: a row segment with a stage that has setup(), under `actors`, or under `auto`
+        when it needs a GPU (a model on the device, loaded once per actor)."""
+        if self.kind != "row" or not self.stateful:
+            return False
+        return self.mode == "actors" or (self.mode == "auto" and bool(self.resources.get("num_gpus")))
 
     @property
     def stateful(self) -> bool:
@@ -51,26 +54,28 @@ class Segment:
         return "+".join(s.id for s in self.specs)
 
 
-def plan_segments(specs: list[StageSpec], stateful_in_tasks: bool = False) -> list[Segment]:
-    """Fuse row stages: stateless stages run as tasks; from the first stage with setup() on, the chain runs in an
-    actor pool (setup once per actor) unless stateful_in_tasks, which fuses everything into the tasks; a global
-    stage or different resources start a new segment."""
+def plan_segments(specs: list[StageSpec], mode: str = "auto") -> list[Segment]:
+    """Fuse row stages into segments; a global stage or different resources start a new one.
+
+    `mode` (engine.stateful_stages) says where stages with setup() run. "tasks": everything fuses into Ray tasks
+    (fused with the read; setup once per worker process). "actors": from the first stage with setup() on, the chain
+    runs in an actor pool (setup once per actor). "auto" (default): tasks, except GPU stages, which get actors."""
     segments: list[Segment] = []
     for spec in specs:
         if spec.cls.is_global:
-            segments.append(Segment("global", [spec], spec.resources, stateful_in_tasks))
+            segments.append(Segment("global", [spec], spec.resources, mode))
             continue
         last = segments[-1] if segments else None
         fits = (
             last is not None
             and last.kind == "row"
             and last.resources == spec.resources
-            and (stateful_in_tasks or last.stateful or not spec.cls.needs_setup())
+            and (mode != "actors" or last.stateful or not spec.cls.needs_setup())
         )
         if fits:
             last.specs.append(spec)  # type: ignore[union-attr]
         else:
-            segments.append(Segment("row", [spec], spec.resources, stateful_in_tasks))
+            segments.append(Segment("row", [spec], spec.resources, mode))
     return segments
 
 
@@ -93,9 +98,9 @@ class Phase:
         return self.segments[0].specs[0].id if self.segments else None
 
 
-def plan_phases(specs: list[StageSpec], stateful_in_tasks: bool = False) -> list[Phase]:
+def plan_phases(specs: list[StageSpec], mode: str = "auto") -> list[Phase]:
     groups: list[list[Segment]] = [[]]
-    for seg in plan_segments(specs, stateful_in_tasks):
+    for seg in plan_segments(specs, mode):
         if seg.kind == "global" and groups[-1]:
             groups.append([])
         groups[-1].append(seg)
