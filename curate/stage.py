@@ -76,8 +76,8 @@ class Stage:
 
     @classmethod
     def summary(cls) -> str:
-        doc = inspect.getdoc(cls) or ""
-        return doc.strip().splitlines()[0] if doc.strip() else ""
+        doc = (inspect.getdoc(cls) or "").strip()
+        return " ".join(doc.split("\n\n", 1)[0].split())  # the first paragraph, on one line
 
     @classmethod
     def params(cls) -> list[Param]:
