@@ -224,6 +224,7 @@ def ablate(
     table = format_table(results, h_name)
     with open(os.path.join(out_dir, "ablation.md"), "w", encoding="utf-8") as fh:
         fh.write(table + "\n")
+    plot_svg(results, os.path.join(out_dir, "ablation.svg"), h_name)
     plot(results, os.path.join(out_dir, "ablation.png"), h_name)
     return results
 
@@ -276,6 +277,56 @@ def format_table(results: list[ArmResult], heldout_name: str) -> str:
     return "\n".join(lines)
 
 
+_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+
+
+def plot_svg(results: list[ArmResult], path: str, heldout_name: str) -> str | None:
+    """Held-out loss against tokens seen, one line per arm, as a dependency-free SVG (always written)."""
+    points = [(x, y) for r in results for x, y in r.curve]
+    if not points:
+        return None
+    w, h, left, right, top, bottom = 560, 360, 70, 20, 30, 50
+    x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
+    y0, y1 = min(p[1] for p in points), max(p[1] for p in points)
+    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1e-3)
+
+    def sx(x: float) -> float:
+        return left + (x - x0) / (x1 - x0) * (w - left - right)
+
+    def sy(y: float) -> float:
+        return top + (y1 - y) / (y1 - y0) * (h - top - bottom)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">',
+        f'<rect width="{w}" height="{h}" fill="white"/>',
+        f'<text x="{w / 2}" y="18" text-anchor="middle">held-out loss: {_escape(heldout_name)[:70]}</text>',
+        f'<line x1="{left}" y1="{h - bottom}" x2="{w - right}" y2="{h - bottom}" stroke="black"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{h - bottom}" stroke="black"/>',
+        f'<text x="{w / 2}" y="{h - 12}" text-anchor="middle">tokens seen</text>',
+        f'<text x="14" y="{h / 2}" transform="rotate(-90 14 {h / 2})" text-anchor="middle">loss (nats/token)</text>',
+    ]
+    for i in range(5):  # axis ticks
+        xv, yv = x0 + (x1 - x0) * i / 4, y0 + (y1 - y0) * i / 4
+        parts.append(f'<text x="{sx(xv):.1f}" y="{h - bottom + 14}" text-anchor="middle">{xv:,.0f}</text>')
+        parts.append(f'<text x="{left - 6}" y="{sy(yv) + 4:.1f}" text-anchor="end">{yv:.2f}</text>')
+    for k, r in enumerate(results):
+        if not r.curve:
+            continue
+        colour = _COLOURS[k % len(_COLOURS)]
+        line = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in r.curve)
+        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{line}"/>')
+        parts.append(f'<text x="{w - right - 4}" y="{top + 14 * (k + 1)}" text-anchor="end" fill="{colour}">'
+                     f"{_escape(r.name)}</text>")  # fmt: skip
+    parts.append("</svg>")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(parts) + "\n")
+    return path
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def plot(results: list[ArmResult], path: str, heldout_name: str) -> str | None:
     """Held-out loss against tokens seen, one line per arm, as a PNG; skipped (with a message) without matplotlib."""
     try:
@@ -284,7 +335,7 @@ def plot(results: list[ArmResult], path: str, heldout_name: str) -> str | None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ModuleNotFoundError:
-        log.warning("matplotlib is not installed: no plot (pip install matplotlib); the table is in ablation.md")
+        log.info("matplotlib is not installed: no PNG (pip install matplotlib); the plot is in ablation.svg")
         return None
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in results:
