@@ -6,6 +6,7 @@ from collections.abc import Iterator, Sequence
 
 import pyarrow as pa
 
+from curate.stage import Filter
 from curate.text import WordTokenizer, tokenizer
 
 # datatrove.utils.text.PUNCTUATION plus its TERMINAL_PUNCTUATION (PUNCTUATION_SET): a "symbol word" (Gopher) is a
@@ -42,3 +43,23 @@ def doc_tokenizers(batch: pa.Table, language: str | None) -> Iterator[WordTokeni
 def texts(batch: pa.Table) -> list[str]:
     """The batch's text column as Python strings (null -> '')."""
     return [t or "" for t in batch.column("text").to_pylist()]
+
+
+class WordFilter(Filter):
+    """A filter that decides from a document's text and its language's word tokenizer (Gopher, FineWeb quality).
+
+    Subclasses declare a `language` field (null: each document's `language` column) and implement check()."""
+
+    def setup(self) -> None:
+        # spaCy's rules compile into large regular expressions: build them once per worker, not in a batch.
+        language = self.language  # type: ignore[attr-defined]
+        if language is not None:
+            tokenizer(language)
+
+    def reject_batch(self, batch: pa.Table) -> list[str | None]:
+        language = self.language  # type: ignore[attr-defined]
+        return [self.check(t, tok) for t, tok in zip(texts(batch), doc_tokenizers(batch, language))]
+
+    def check(self, text: str, tok: WordTokenizer) -> str | None:
+        """The reason to reject `text`, or None."""
+        raise NotImplementedError

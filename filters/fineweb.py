@@ -5,14 +5,11 @@ Parameter names and defaults are datatrove's FineWebQualityFilter, the implement
 
 from __future__ import annotations
 
-import pyarrow as pa
-
-from curate.stage import Filter
-from curate.text import WordTokenizer, tokenizer
-from filters._common import TERMINAL_PUNCTUATION, doc_tokenizers, duplicates, texts
+from curate.text import WordTokenizer
+from filters._common import TERMINAL_PUNCTUATION, WordFilter, duplicates
 
 
-class FineWebQuality(Filter):
+class FineWebQuality(WordFilter):
     """FineWeb quality filters (Penedo et al. 2024): share of lines ending in punctuation, share of short lines,
     characters in duplicated lines, newlines per word.
 
@@ -40,14 +37,6 @@ class FineWebQuality(Filter):
         self._stop = tuple(TERMINAL_PUNCTUATION if self.stop_chars is None else self.stop_chars)
         # Single characters (the default): a set lookup on the last character instead of endswith(150 options).
         self._stop_set = frozenset(self._stop) if all(len(c) == 1 for c in self._stop) else None
-
-    def setup(self) -> None:
-        # spaCy's rules compile into large regular expressions: build them once per worker, not in a batch.
-        if self.language is not None:
-            tokenizer(self.language)
-
-    def reject_batch(self, batch: pa.Table) -> list[str | None]:
-        return [self.check(t, tok) for t, tok in zip(texts(batch), doc_tokenizers(batch, self.language))]
 
     def check(self, text: str, tok: WordTokenizer) -> str | None:
         """The reason to reject `text`, or None."""

@@ -12,11 +12,9 @@ from bisect import bisect_right
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
-from curate.stage import Filter
-from curate.text import WordTokenizer, tokenizer
-from filters._common import PUNCTUATION_SET, doc_tokenizers, duplicates, texts
+from curate.text import WordTokenizer
+from filters._common import PUNCTUATION_SET, WordFilter, duplicates
 
 _PARAGRAPHS = re.compile(r"\n{2,}")
 
@@ -171,7 +169,7 @@ class _NGrams:
         return repeated
 
 
-class GopherRepetition(Filter):
+class GopherRepetition(WordFilter):
     """Gopher repetition removal (Rae et al. 2021, table A1): duplicate lines/paragraphs, top and duplicated n-grams.
 
     Reasons (datatrove's names): empty, dup_para_frac, dup_para_char_frac, dup_line_frac, dup_line_char_frac,
@@ -195,14 +193,6 @@ class GopherRepetition(Filter):
     def __post_init__(self) -> None:
         self._top = [(int(n), float(f)) for n, f in self.top_n_grams]
         self._dup = [(int(n), float(f)) for n, f in self.dup_n_grams]
-
-    def setup(self) -> None:
-        # spaCy's rules compile into large regular expressions: build them once per worker, not in a batch.
-        if self.language is not None:
-            tokenizer(self.language)
-
-    def reject_batch(self, batch: pa.Table) -> list[str | None]:
-        return [self.check(t, tok) for t, tok in zip(texts(batch), doc_tokenizers(batch, self.language))]
 
     def check(self, text: str, tok: WordTokenizer) -> str | None:
         """The reason to reject `text`, or None."""
@@ -271,7 +261,7 @@ def _has_alpha(token: str) -> bool:
     return any(c.isalpha() for c in token)
 
 
-class GopherQuality(Filter):
+class GopherQuality(WordFilter):
     """Gopher quality heuristics (Rae et al. 2021, appendix A.1): word counts and lengths, symbols, bullets,
     ellipses, alphabetic words, stop words. Defaults are the published ones.
 
@@ -307,14 +297,6 @@ class GopherQuality(Filter):
         self._symbol: dict[int, dict[str, Any]] = {}
         self._alpha: dict[int, dict[str, Any]] = {}
         self._stopword: dict[int, dict[str, Any]] = {}
-
-    def setup(self) -> None:
-        # spaCy's rules compile into large regular expressions: build them once per worker, not in a batch.
-        if self.language is not None:
-            tokenizer(self.language)
-
-    def reject_batch(self, batch: pa.Table) -> list[str | None]:
-        return [self.check(t, tok) for t, tok in zip(texts(batch), doc_tokenizers(batch, self.language))]
 
     def _props(self, tok: WordTokenizer) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         key = id(tok)
