@@ -41,7 +41,7 @@ class Reader:
 
     def units(self) -> list[ReadUnit]:
         """One unit per file by default; readers of splittable formats override."""
-        return [ReadUnit(f, _unit_key(f), _size(f)) for f in self.files()]
+        return [ReadUnit(f, f, _size(f)) for f in self.files()]
 
     def schema(self) -> pa.Schema:
         """Columns of the batches this reader yields (reserved engine columns aside)."""
@@ -59,8 +59,9 @@ class Reader:
         counts[counter] = counts.get(counter, 0) + n
 
 
-def _unit_key(path: str) -> str:
-    return path
+def join(base: str, *parts: str) -> str:
+    """`base/part/...` for local paths and fsspec URLs alike (no doubled slashes)."""
+    return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
 
 
 def _size(path: str) -> int:

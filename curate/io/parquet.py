@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from curate.errors import InputError
 from curate.io.base import Reader, ReadUnit, open_input
-from curate.schema import CORE_SCHEMA, ID, SOURCE, TEXT, URL, reject_rows
+from curate.schema import CORE_SCHEMA, ID, SOURCE, TEXT, URL, conform, reject_rows
 
 log = logging.getLogger("curate.io")
 
@@ -112,7 +112,7 @@ class ParquetReader(Reader):
         except (pa.ArrowException, OSError) as e:
             log.warning("unreadable Parquet file %s: %s", unit.path, e)
             placeholder = pa.table({ID: [unit.key], SOURCE: [unit.path]})
-            yield reject_rows(_pad(placeholder, schema), "unreadable_parquet")
+            yield reject_rows(conform(placeholder, schema), "unreadable_parquet")
 
     def _to_core(self, t: pa.Table, rel: str, path: str, first_row: int, schema: pa.Schema) -> pa.Table:
         found = self._source_names(t.column_names)
@@ -132,12 +132,6 @@ class ParquetReader(Reader):
             if f.name not in cols:
                 cols[f.name] = t.column(f.name) if f.name in t.column_names else pa.nulls(n, f.type)
         return pa.table(cols)
-
-
-def _pad(t: pa.Table, schema: pa.Schema) -> pa.Table:
-    from curate.schema import conform
-
-    return conform(t, schema)
 
 
 def common_root(files: list[str]) -> str:

@@ -21,13 +21,10 @@ from typing import Any
 from fsspec.core import url_to_fs
 
 from curate.errors import InputError
+from curate.io.base import join
 
 PROGRESS = "_progress"
 CHECKPOINT = "_checkpoint"
-
-
-def _join(*parts: str) -> str:
-    return "/".join(p.strip("/") if i else p.rstrip("/") for i, p in enumerate(parts))
 
 
 def unit_digest(key: str) -> str:
@@ -43,7 +40,7 @@ class RunState:
 
     # -- paths -----------------------------------------------------------------------------------------
     def _p(self, *parts: str) -> str:
-        return _join(self.root, PROGRESS, *parts)
+        return join(self.root, PROGRESS, *parts)
 
     def checkpoint_dir(self, phase: int) -> str:
         return f"{CHECKPOINT}/{phase}"
@@ -101,7 +98,7 @@ class RunState:
         """Forget a phase's partial work (a phase that starts with a global stage cannot resume part-way)."""
         for commit in self.commits(phase):
             for f in commit["files"]:
-                path = _join(self.root, f["path"])
+                path = join(self.root, f["path"])
                 if self.fs.exists(path):
                     self.fs.rm(path)
         d = self._p(str(phase))
@@ -119,7 +116,7 @@ class RunState:
         """Cheap check that every committed file is still there with its size; a damaged output says so."""
         for commit in commits:
             for f in commit["files"]:
-                path = _join(self.root, f["path"])
+                path = join(self.root, f["path"])
                 try:
                     size = self.fs.size(path)
                 except FileNotFoundError:
@@ -132,7 +129,7 @@ class RunState:
                     )
 
     def clear(self) -> None:
-        for d in (self._p(), _join(self.root, CHECKPOINT)):
+        for d in (self._p(), join(self.root, CHECKPOINT)):
             if self.fs.exists(d):
                 self.fs.rm(d, recursive=True)
 

@@ -22,6 +22,7 @@ from fsspec.core import url_to_fs
 
 from curate.config import Output
 from curate.errors import OutputError
+from curate.io.base import join  # noqa: F401  (re-exported: sink.join is used by the engine and the CLI)
 from curate.io.progress import RunState
 from curate.schema import REASON, RESERVED, STAGE, UNIT, conform
 
@@ -32,10 +33,6 @@ STATS = "stats.json"
 PIPELINE = "pipeline.yaml"
 SUCCESS = "_SUCCESS"
 TMP_PREFIX = ".tmp-"
-
-
-def join(base: str, *parts: str) -> str:
-    return "/".join([base.rstrip("/"), *parts])
 
 
 class ShardWriter:
