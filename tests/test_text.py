@@ -16,6 +16,7 @@ from curate.text import (
     count_sentences,
     normalize_for_hash,
     register_splitter,
+    simplify_text,
     split_sentences,
     split_words,
     tokenizer,
@@ -134,6 +135,81 @@ def test_letters_only_fast_path_agrees_with_the_full_algorithm(lang):
 def test_normalize_for_hash():
     assert normalize_for_hash("  Hello\u00a0 WORLD\n") == "hello world"
     assert normalize_for_hash("ﬁne") == "fine"
+
+
+# Strings where datatrove's steps interact: decimal separators, digits of other scripts (some newer than Python's
+# Unicode), punctuation between numbers, control characters, marks left between spaces, NFD of Hangul and ligatures.
+SIMPLIFY_CASES = [
+    "",
+    "   ",
+    "Hello, World!",
+    "Prices: 1,000,000.50 and 3.14 and 1|2|3 and 12:30",
+    "١٢٣٫٤٥ ۱۲۳ ० १२ ๑๒๓ ᮰᮱ 𑵐 \U00011f50\U00011f51 \U0001e5f1",
+    "Café naïve ÉCOLE Ångström façade",
+    "a \u0301 b",  # a lone combining mark between spaces: both spaces stay
+    "\u0301start and end\u0301",
+    "한국어 텍스트입니다",
+    "ﬁne ﬂour ㎞ Ⅻ ①",
+    "tab\there\x0bvt\x0cff\r\ncrlf\x85nel\u2028ls\xa0nbsp",
+    "\x00\x01\x1f\x7f\x9f control",
+    "「引用」《书名》，句号。问号？感叹号！…",
+    "em—dash – en-dash “quotes” ‘single’ «guillemets» ►arrow",
+    "İstanbul ΣΊΣΥΦΟΣ straße ǅ",
+    "x.5 5. .5 5.،5 5٫5 5⎖5",
+    "emoji 😀👍🏽 and ZWJ 👨\u200d👩\u200d👧",
+    "under_score @handle #tag $5 %20 ^caret ~tilde `tick` |pipe| \\back/slash",
+    "MONDAY january",  # weekday and month names are left alone by the default config
+]
+
+
+def test_simplify_text_matches_datatrove_on_tricky_strings():
+    dt = pytest.importorskip("datatrove.utils.text")
+    for s in SIMPLIFY_CASES:
+        assert simplify_text(s) == dt.simplify_text(s), repr(s)
+    assert simplify_text("Café, 1,000.5 DOLLARS!") == "cafe 0 0 dollars"  # "1,000" then ".5": one separator each
+    assert simplify_text("a \u0301 b") == "a  b"
+
+
+def test_simplify_text_reads_the_digits_of_every_script_as_datatrove_does():
+    """Every decimal digit the `regex` module knows (datatrove's \\p{Nd}), newer ones than Python's included."""
+    import sys
+
+    regex = pytest.importorskip("regex")
+    dt = pytest.importorskip("datatrove.utils.text")
+    nd = regex.compile(r"\p{Nd}")
+    digits = [chr(c) for c in range(sys.maxunicode + 1) if nd.match(chr(c))]
+    assert len(digits) >= 660
+    text = " ".join(f"x{d}{d}.{d}y" for d in digits)
+    assert simplify_text(text) == dt.simplify_text(text) == " ".join(["x0y"] * len(digits))
+
+
+@pytest.mark.slow
+def test_simplify_text_matches_datatrove_on_every_character():
+    """Every code point alone and between digits (datatrove's punctuation table, digits of every script)."""
+    import sys
+
+    dt = pytest.importorskip("datatrove.utils.text")
+    chars = "".join(chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c <= 0xDFFF)
+    block = 4096
+    for i in range(0, len(chars), block):
+        text = " ".join(f"1{c}2 {c}" for c in chars[i : i + block])
+        assert simplify_text(text) == dt.simplify_text(text), i
+
+
+def test_simplify_text_matches_datatrove_on_corpus_texts(corpus):
+    """Real text: sentences of 75 languages, CCNet web documents, a Gutenberg book in pieces."""
+    dt = pytest.importorskip("datatrove.utils.text")
+    texts: list[str] = []
+    for f in sorted((corpus / "langid-lingua-testdata" / "language-testdata" / "sentences").glob("*.txt")):
+        texts.extend(f.read_text(encoding="utf-8").splitlines()[:4])
+    for f in sorted((corpus / "jsonl-cc-docs-dolma").glob("*.json*.gz")):
+        with gzip.open(f, "rt", encoding="utf-8") as fh:
+            texts.extend(json.loads(line)["text"] for line in fh if line.strip())
+    book = next(iter(sorted((corpus / "prose-gutenberg").glob("*.txt")))).read_text(encoding="utf-8")
+    texts.extend(book[i : i + 5000] for i in range(0, min(len(book), 500_000), 5000))
+    assert len(texts) >= 400
+    for text in texts:
+        assert simplify_text(text) == dt.simplify_text(text), text[:200]
 
 
 def test_parity_with_spacy_on_corpus_sentences(corpus):
