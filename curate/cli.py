@@ -9,6 +9,7 @@ import logging
 import sys
 from typing import Any
 
+from curate.cliargs import add_pipeline_args
 from curate.errors import CurateError
 
 # Modules that add subcommands through register_cli(subparsers); each is optional and imported lazily enough
@@ -24,25 +25,6 @@ def _setup_logging(verbosity: int) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
-
-
-def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("pipeline", help="a pipeline file, or the name of a bundled one (e.g. fineweb.yaml)")
-    p.add_argument("--input", help="override input.path (a file, directory, glob or fsspec URL)")
-    p.add_argument("--output", help="override output.path")
-    add_set_argument(p, "stages.lang.language_threshold=0.8")
-
-
-def add_set_argument(p: argparse.ArgumentParser, example: str) -> None:
-    """`--set KEY=VALUE` (repeatable), parsed as YAML; pipelines and training configs share it."""
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=f"override a value, e.g. --set {example} (repeatable)",
-    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -175,14 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = _CommonSubparsers(parser.add_subparsers(dest="command", metavar="COMMAND"), common)
 
     p = sub.add_parser("run", help="run a pipeline")
-    _add_pipeline_args(p)
+    add_pipeline_args(p)
     p.add_argument("--runner", choices=("ray", "local"), default="ray", help="Ray Data (default) or in-process")
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else an embedded local Ray)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in the output directory")
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("validate", help="check a pipeline file without running it")
-    _add_pipeline_args(p)
+    add_pipeline_args(p)
     p.add_argument("--show", action="store_true", help="print the resolved pipeline")
     p.set_defaults(fn=cmd_validate)
 

@@ -169,10 +169,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def register_cli(sub: Any) -> None:
-    from curate.cli import _add_pipeline_args
+    from curate.cliargs import add_pipeline_args
 
     p = sub.add_parser("submit", help="run a pipeline on a Ray cluster through the job submission API")
-    _add_pipeline_args(p)
+    add_pipeline_args(p)
     p.add_argument(
         "--address",
         default=os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS"),

@@ -76,7 +76,7 @@ def register_cli(sub: Any) -> None:
 
 
 def _add_set(p: argparse.ArgumentParser) -> None:
-    from curate.cli import add_set_argument
+    from curate.cliargs import add_set_argument
 
     add_set_argument(p, "train.max_steps=200")
 

@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 import yaml
 
-from curate.config import _check_params, _Located, _plain, apply_overrides
 from curate.errors import ConfigError
+from curate.yamlcheck import LocatedYaml, apply_overrides, check_params, plain
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -118,7 +118,7 @@ class TrainConfig:
         return self.out or f"runs/{self.name}"
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: _plain(dataclasses.asdict(v)) for k, v in self.sections().items()}
+        d = {k: plain(dataclasses.asdict(v)) for k, v in self.sections().items()}
         return {"name": self.name, "out": self.run_dir, **d}
 
     def sections(self) -> dict[str, Any]:
@@ -168,7 +168,7 @@ def parse_config(
 ) -> TrainConfig:
     from curate.train.model import ModelConfig
 
-    doc = _Located(file, text)
+    doc = LocatedYaml(file, text)
     raw = doc.data
     if not isinstance(raw, dict):
         raise ConfigError(f"{file}: a training config is a mapping with name, data, tokenizer, model and train")
@@ -191,7 +191,7 @@ def parse_config(
         ("model", ModelConfig),
         ("train", LoopConfig),
     ):
-        sections[key] = cls(**_check_params(cls, raw.get(key), doc, (key,), key))
+        sections[key] = cls(**check_params(cls, raw.get(key), doc, (key,), key))
     if data is not None:
         sections["data"].path = data
     cfg = TrainConfig(name=name, file=file, out=raw.get("out"), **sections)
@@ -199,7 +199,7 @@ def parse_config(
     return cfg
 
 
-def _check_values(cfg: TrainConfig, doc: _Located) -> None:
+def _check_values(cfg: TrainConfig, doc: LocatedYaml) -> None:
     t, d = cfg.train, cfg.data
 
     def fail(section: str, key: str, message: str) -> None:
