@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -263,7 +263,8 @@ def _has_alpha(token: str) -> bool:
 
 class GopherQuality(WordFilter):
     """Gopher quality heuristics (Rae et al. 2021, appendix A.1): word counts and lengths, symbols, bullets,
-    ellipses, alphabetic words, stop words. Defaults are the published ones.
+    ellipses, alphabetic words, stop words. Defaults are the published ones. min_alpha_words_ratio is datatrove's
+    max_non_alpha_words_ratio (a minimum despite that name), which is still accepted.
 
     Reasons (datatrove's in brackets): too_few_words (gopher_short_doc), too_many_words (gopher_long_doc),
     mean_word_length_too_short/long (gopher_below/above_avg_threshold), too_many_hashes, too_many_ellipsis,
@@ -273,6 +274,8 @@ class GopherQuality(WordFilter):
     """
 
     name = "gopher_quality"
+    # Old (datatrove) parameter names a pipeline file may still use -> the current ones.
+    aliases: ClassVar[dict[str, str]] = {"max_non_alpha_words_ratio": "min_alpha_words_ratio"}
     min_doc_words: int | None = 50
     max_doc_words: int | None = 100_000
     min_avg_word_length: float | None = 3
@@ -283,8 +286,9 @@ class GopherQuality(WordFilter):
     max_bullet_lines_ratio: float | None = 0.9
     # Max fraction of lines ending with an ellipsis.
     max_ellipsis_lines_ratio: float | None = 0.3
-    # MIN fraction of words with an alphabetic character (datatrove's name, kept for porting; the paper's 80%).
-    max_non_alpha_words_ratio: float | None = 0.8
+    # Min fraction of words with an alphabetic character (the paper's 80%). datatrove calls this
+    # max_non_alpha_words_ratio although it is a minimum; that name is still accepted (see `aliases`).
+    min_alpha_words_ratio: float | None = 0.8
     # At least this many distinct stop words must occur.
     min_stop_words: int | None = 2
     # Stop words (case-sensitive, as in datatrove); null: Gopher's English list.
@@ -338,8 +342,8 @@ class GopherQuality(WordFilter):
             ellipsis = sum(1 for s in lines if s.rstrip().endswith(("...", "…")))
             if ellipsis / len(lines) > self.max_ellipsis_lines_ratio:
                 return "too_many_ellipsis_lines"
-        if self.max_non_alpha_words_ratio:
-            if int(alpha[ids].sum()) / n_words < self.max_non_alpha_words_ratio:
+        if self.min_alpha_words_ratio:
+            if int(alpha[ids].sum()) / n_words < self.min_alpha_words_ratio:
                 return "too_few_alpha_words"
         if self.min_stop_words:
             found = ids[stop[ids]]

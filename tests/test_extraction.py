@@ -102,21 +102,37 @@ def test_favour_precision_is_fineweb_default():
         Trafilatura(favour_precision=True, favour_recall=True)
 
 
+PAGE = b"<html><body><p>x</p></body></html>"
+STUCK = b"<html><body><p>stuck</p></body></html>"
+
+
 class Slow(Trafilatura):
-    """An extractor stuck in a pure-Python loop on every page."""
+    """An extractor stuck in a pure-Python loop on pages that say 'stuck'; other pages extract at once.
+
+    The loop gives up after a minute (so that a broken time limit fails the test instead of hanging it) and then
+    returns text that no assertion accepts."""
 
     def extract(self, html, url):
-        while True:
+        if "stuck" not in html:
+            return "the next page"
+        give_up = time.monotonic() + 60
+        while time.monotonic() < give_up:
             sum(range(1000))
+        return "never interrupted"
+
+
+def _extract(stage, pages):
+    out, reasons = stage.map_batch(batch(pages))
+    return out.column("text").to_pylist(), reasons
 
 
 def test_a_stuck_page_is_rejected_by_the_time_limit_in_the_main_thread():
     stage = Slow(timeout=0.2)
     _base_setup(stage)
-    t0 = time.perf_counter()
-    out, reasons = stage.map_batch(batch([b"<html><body><p>x</p></body></html>"] * 2))
-    assert reasons == ["extraction_timeout", "extraction_timeout"]
-    assert time.perf_counter() - t0 < 2.0
+    texts, reasons = _extract(stage, [STUCK, PAGE, STUCK, PAGE])
+    # each stuck page is cut off and rejected; the worker goes on with the next page in the same batch
+    assert reasons == ["extraction_timeout", None, "extraction_timeout", None]
+    assert texts == [None, "the next page", None, "the next page"]
     assert stage._deadline.mode == "signal"
 
 
@@ -126,15 +142,13 @@ def test_the_time_limit_works_outside_the_main_thread_too():
     result = {}
 
     def run():
-        result["reasons"] = stage.map_batch(batch([b"<html><body><p>x</p></body></html>"]))[1]
+        result["texts"], result["reasons"] = _extract(stage, [STUCK, PAGE])
 
     t = threading.Thread(target=run)
-    t0 = time.perf_counter()
     t.start()
-    t.join(5)
-    assert not t.is_alive()
-    assert result["reasons"] == ["extraction_timeout"]
-    assert time.perf_counter() - t0 < 2.0
+    t.join()
+    assert result["reasons"] == ["extraction_timeout", None]
+    assert result["texts"] == [None, "the next page"]
     assert stage._deadline.mode == "thread"
 
 

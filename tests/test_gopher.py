@@ -143,6 +143,33 @@ def test_quality_alpha_words():
     assert reason(GopherQuality(), f"{GOOD} {numbers}") == "too_few_alpha_words"
 
 
+def test_datatrove_name_of_the_alpha_words_ratio_still_loads(tmp_path):
+    """A ported pipeline may say max_non_alpha_words_ratio (datatrove's name): it sets min_alpha_words_ratio."""
+    from curate import config
+    from curate.errors import ConfigError
+
+    def load(with_: str):
+        path = tmp_path / "p.yaml"
+        path.write_text(
+            "name: t\ninput: {format: parquet, path: in.parquet}\n"
+            f"stages:\n  - id: gq\n    uses: gopher_quality\n    with: {{{with_}}}\n"
+        )
+        return config.load(str(path), check_input=False)
+
+    text = f"{GOOD} " + " ".join(str(1000 + i) for i in range(45))  # 2/3 of the words have a letter
+    assert reason(GopherQuality(), text) == "too_few_alpha_words"  # the default minimum is 0.8
+    for value, expect in (("0.5", None), ("0.9", "too_few_alpha_words"), ("null", None)):
+        old, new = load(f"max_non_alpha_words_ratio: {value}"), load(f"min_alpha_words_ratio: {value}")
+        assert old.stages[0].params == new.stages[0].params
+        assert old.resolved["stages"] == new.resolved["stages"]
+        assert "max_non_alpha_words_ratio" not in old.resolved["stages"][0]["with"]
+        assert reason(old.stages[0].build(), text) == reason(new.stages[0].build(), text) == expect
+    with pytest.raises(ConfigError, match=r"p\.yaml:\d+: .*'min_alpha_words_ratio' and 'max_non_alpha_words_ratio'"):
+        load("max_non_alpha_words_ratio: 0.5, min_alpha_words_ratio: 0.5")
+    with pytest.raises(ConfigError, match="max_non_alpha_words_ratio: expected"):
+        load("max_non_alpha_words_ratio: lots")
+
+
 def test_quality_stop_words():
     text = " ".join(
         f"Bright yellow birds sang sweetly every morning near tall green trees number{i}." for i in range(8)
