@@ -37,6 +37,8 @@ class Stage:
     name: ClassVar[str] = ""
     # Typed columns this stage adds, e.g. {"language": pa.string()}; the engine casts to these types.
     output_columns: ClassVar[dict[str, pa.DataType]] = {}
+    # Typed columns this stage's rejected rows keep in OUT/rejected/<stage>/ (`duplicate_of`); kept rows drop them.
+    rejected_columns: ClassVar[dict[str, pa.DataType]] = {}
     # Columns this stage consumes and removes (extraction drops `html`).
     drop_columns: ClassVar[tuple[str, ...]] = ()
     # Columns the stage reads; checked against the pipeline's schema before anything runs.
@@ -189,15 +191,67 @@ class Mapper(Stage):
         return StageResult(table, arr)
 
 
+class Table(Protocol):
+    """A table derived from the documents (band keys, edges, labels): any number of rows, any columns, spread over
+    the workers (Ray) or held in memory (local). Functions receive and return pyarrow tables. Every operation is
+    lazy until `materialize`, `count` or `collect`; results must not depend on how rows are split into calls."""
+
+    def map_batches(self, fn: Callable[[pa.Table], pa.Table]) -> Table:
+        """fn on each piece; it may return any number of rows."""
+        ...
+
+    def group_by(self, key: str | list[str], fn: Callable[[pa.Table], pa.Table]) -> Table:
+        """fn on pieces that hold whole groups of `key` (a call holds many groups; rows with a null key form no
+        group and never meet each other); it may return any number of rows. Memory per call: a 1/N share of the
+        table, N = engine.shuffle_partitions (auto: from the table's size)."""
+        ...
+
+    def union(self, *others: Table) -> Table:
+        """The rows of this table and the others (columns missing on one side are null)."""
+        ...
+
+    def materialize(self) -> Table:
+        """Compute the table once (into the object store / memory); later uses read the result."""
+        ...
+
+    def count(self) -> int: ...
+
+    def collect(self) -> pa.Table:
+        """The whole table on the driver: for small results (a convergence count, a cut point, a histogram)."""
+        ...
+
+
 class Docs(Protocol):
     """The engine's handle on all live documents, given to a global stage. Functions receive and return
     pyarrow tables; a table returned with a string column `reason` rejects the rows where it is not null."""
 
-    def map_batches(self, fn: Callable[[pa.Table], pa.Table]) -> Docs: ...
+    def map_batches(self, fn: Callable[[pa.Table], pa.Table]) -> Docs:
+        """fn on batches of live documents; same rows, same order (it may add columns and a `reason`)."""
+        ...
 
     def partition_by(self, key: str, fn: Callable[[pa.Table], pa.Table]) -> Docs:
         """Call fn on partitions such that all rows sharing `key` are in the same call (a call holds many keys).
-        fn must decide each key group on its own, so that results do not depend on the partitioning."""
+        fn must decide each key group on its own, so that results do not depend on the partitioning. Documents
+        whose key is null are spread evenly and each is its own group."""
+        ...
+
+    def derive(self, fn: Callable[[pa.Table], pa.Table]) -> Table:
+        """A Table of any row count from batches of live documents (one row per document and band, say)."""
+        ...
+
+    def join(self, table: Table, on: str = "id") -> Docs:
+        """Left-join `table`'s other columns onto the documents by `on` (at most one row per value), keeping the
+        documents and their order; documents without a match get nulls. The documents' text is not shuffled."""
+        ...
+
+    def table(self, data: pa.Table | list[str]) -> Table:
+        """A Table from a driver-side table, or from Parquet files (paths or fsspec URLs), read in parallel."""
+        ...
+
+    def write_side(self, name: str, table: Table, path: str | None = None) -> list[dict[str, Any]]:
+        """Write `table` as a side output committed with the run: Parquet files under OUT/side/<stage>/<name>/ (or
+        under `path`, with `path/_manifest.json` written last), listed with their SHA-256 in OUT/manifest.json and
+        redone, never doubled, when the run resumes. Returns the file records (path, rows, bytes, sha256)."""
         ...
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from curate.config import Pipeline
-from curate.engine.core import Phase, build_stats, plan_phases, preflight, stage_schemas
+from curate.engine.core import Phase, build_stats, plan_phases, preflight, rejected_schemas, stage_schemas
 from curate.errors import ConservationError, CurateError
 from curate.io import sink
 from curate.io.base import Reader, ReadUnit
@@ -35,6 +35,7 @@ def run(
     if runner not in RUNNERS:
         raise CurateError(f"unknown runner '{runner}'", hint=f"use one of {', '.join(RUNNERS)}")
     schemas, kept_schema = stage_schemas(pipeline)
+    rejected = rejected_schemas(pipeline, schemas)
     if runner == "ray":
         preflight(pipeline.stages)
     phases = plan_phases(pipeline.stages, pipeline.engine.stateful_stages)
@@ -68,8 +69,14 @@ def run(
                 reader, units, skip = _phase_input(pipeline, phase, state, schemas)
                 kept_dir = sink.DATA_DIR if phase.final else state.checkpoint_dir(phase.index)
                 phase_schema = kept_schema if phase.final else schemas[phases[phase.index + 1].first_stage]
-                writer = ShardWriter(pipeline.output, state, phase.index, kept_dir, phase_schema, schemas)
-                _unwrap_ray_errors(executor.run_phase, phase, reader, units, skip, writer, f"a{attempt}p{phase.index}")
+                writer = ShardWriter(pipeline.output, state, phase.index, kept_dir, phase_schema, rejected)
+                phase_started = time.time()
+                ran = _unwrap_ray_errors(
+                    executor.run_phase, phase, reader, units, skip, writer, f"a{attempt}p{phase.index}"
+                )
+                for sid, stage in ran:  # driver-side figures of global stages (clusters, rounds), once per phase
+                    counters = stage.__dict__.pop("_counters", None) or {}
+                    state.global_done(phase.index, sid, counters, time.time() - phase_started)
                 finished = state.units(phase.index)
                 missing = [u.key for u in units if u.key not in finished]
                 if missing:
@@ -77,10 +84,9 @@ def run(
                         f"phase {phase.index}: {len(missing)} input unit(s) never finished reading, e.g. {missing[0]}"
                     )
                 state.mark_phase_done(phase.index)
-        snapshot = executor.snapshot()
     finally:
         executor.close()
-    stats = build_stats(pipeline, phases, state, snapshot, time.time() - started, runner, attempt)
+    stats = build_stats(pipeline, phases, state, time.time() - started, runner, attempt)
     _finish(out, state, phases, stats)
     return stats
 
@@ -157,14 +163,28 @@ def _finish(out: str, state: RunState, phases: list[Phase], stats: dict[str, Any
         for f in c["files"]
         if f["kind"] == "rejected" or phase == last  # kept rows of earlier phases are checkpoints
     ]
+    side = [f for phase in state.phases() for f in state.side_files(phase)]
+    for root, files in _by_root([f for f in side if f.get("root")]).items():
+        sink.write_json(root, sink.SIDE_MANIFEST, {"pipeline": stats["pipeline"], "output": out, "files": files})
+    final += [f for f in side if not f.get("root")]
     removed = sink.remove_orphans(out, [f["path"] for f in final])
     if removed:
         log.info("removed %d shard file(s) that no commit lists (failed attempts)", removed)
-    sink.write_json(out, sink.MANIFEST, {"pipeline": stats["pipeline"], "shards": final})
+    manifest: dict[str, Any] = {"pipeline": stats["pipeline"], "shards": final}
+    if any(f.get("root") for f in side):
+        manifest["external"] = [f for f in side if f.get("root")]
+    sink.write_json(out, sink.MANIFEST, manifest)
     sink.write_json(out, sink.STATS, stats)
     sink.write_text(out, sink.SUCCESS, "")
     sink.remove_tree(out, CHECKPOINT)
     sink.remove_tree(out, PROGRESS)
+
+
+def _by_root(files: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for f in files:
+        out.setdefault(f["root"], []).append(f)
+    return out
 
 
 def _unwrap_ray_errors(fn: Callable[..., Any], *args: Any) -> Any:

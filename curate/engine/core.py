@@ -19,7 +19,17 @@ import pyarrow.compute as pc
 
 from curate.config import Pipeline, StageSpec
 from curate.errors import ConfigError, ConservationError, StageError
-from curate.schema import INPUT_STAGE, REASON, RESERVED, STAGE, UNIT, with_reserved
+from curate.schema import (
+    INPUT_STAGE,
+    REASON,
+    RESERVED,
+    STAGE,
+    STATS,
+    UNIT,
+    attach_figures,
+    merge_figures,
+    with_reserved,
+)
 from curate.stage import Stage, StageResult
 
 log = logging.getLogger("curate.engine")
@@ -128,6 +138,16 @@ def stage_schemas(pipeline: Pipeline) -> tuple[dict[str, pa.Schema], pa.Schema]:
     return out, schema
 
 
+def rejected_schemas(pipeline: Pipeline, schemas: dict[str, pa.Schema]) -> dict[str, pa.Schema]:
+    """The schema of each stage's rejected rows: as they entered the stage, plus its rejected_columns."""
+    out = dict(schemas)
+    for spec in pipeline.stages:
+        extra = [pa.field(n, t) for n, t in spec.cls.rejected_columns.items() if n not in schemas[spec.id].names]
+        if extra:
+            out[spec.id] = pa.schema(list(schemas[spec.id]) + extra)
+    return out
+
+
 # -- the ledger: input counts, stage timings and progress --------------------------------------------------------
 
 
@@ -139,7 +159,6 @@ class Ledger:
         self.units: dict[str, int] = {}
         self.stages: dict[str, dict[str, Any]] = {}
         self.errors: dict[str, int] = {}
-        self.started = time.time()
 
     def unit_done(self, key: str, docs: int) -> None:
         self.units[key] = docs
@@ -195,15 +214,10 @@ def preflight(specs: list[StageSpec]) -> None:
 
 
 class SegmentRunner:
-    """Runs a fused chain of row stages over a batch; rejected rows leave the chain with their reason."""
+    """Runs a fused chain of row stages over a batch; rejected rows leave the chain with their reason, and each
+    stage's seconds and counters ride on the batch (see schema.STATS) to the writer's commit record."""
 
-    def __init__(
-        self,
-        specs: list[StageSpec],
-        reporter: Reporter,
-        max_stage_errors: int = 100,
-        schemas: dict[str, pa.Schema] | None = None,
-    ) -> None:
+    def __init__(self, specs: list[StageSpec], reporter: Reporter, max_stage_errors: int = 100) -> None:
         self.ids = [s.id for s in specs]
         self.stages: list[Stage] = [s.build() for s in specs]
         self.reporter = reporter
@@ -223,6 +237,7 @@ class SegmentRunner:
         # Stages never see the engine's columns; they travel beside the rows, filtered in lockstep.
         meta = live.select(list(RESERVED))
         work = live.drop_columns(list(RESERVED))
+        figures: dict[str, dict[str, Any]] = {}
         for sid, stage in zip(self.ids, self.stages):
             if work.num_rows == 0:
                 break
@@ -230,6 +245,7 @@ class SegmentRunner:
             result = self._apply(sid, stage, work)
             seconds = time.perf_counter() - t0
             counters = stage.__dict__.pop("_counters", None) or {}
+            figures[sid] = {"seconds": seconds, "counters": counters}
             if result.reasons is None:
                 self.reporter.stage_batch(sid, work.num_rows, {}, seconds, counters)
                 work = result.table
@@ -241,7 +257,9 @@ class SegmentRunner:
             rmeta = meta.filter(drop)
             n = rejected.num_rows
             rejected = rejected.append_column(REASON, why).append_column(STAGE, pa.array([sid] * n, pa.string()))
-            out.append(rejected.append_column(UNIT, rmeta.column(UNIT)))
+            for name in (UNIT, STATS):
+                rejected = rejected.append_column(name, rmeta.column(name))
+            out.append(rejected)
             tally = pc.value_counts(why).to_pylist()
             self.reporter.stage_batch(sid, work.num_rows, {d["values"]: d["counts"] for d in tally}, seconds, counters)
             work = result.table.filter(keep)
@@ -249,7 +267,8 @@ class SegmentRunner:
         for name in RESERVED:
             work = work.append_column(name, meta.column(name))
         out.insert(0, work)
-        return pa.concat_tables(out, promote_options="permissive") if len(out) > 1 else out[0]
+        table = pa.concat_tables(out, promote_options="permissive") if len(out) > 1 else out[0]
+        return attach_figures(table, figures)
 
     def _apply(self, sid: str, stage: Stage, table: pa.Table) -> StageResult:
         try:
@@ -340,14 +359,58 @@ def build_stats(
     pipeline: Pipeline,
     phases: list[Phase],
     state: Any,
-    ledger: dict[str, Any],
     seconds: float,
     runner: str,
     attempt: int,
 ) -> dict[str, Any]:
-    """stats.json from the committed bundles of every phase and attempt. Raises ConservationError when the
+    """stats.json from the committed bundles of every phase and attempt (documents, reasons, and the seconds and
+    counters that rode with them), so every figure is exact under retries. Raises ConservationError when the
     documents read are not exactly the documents written (kept + rejected), in total or in any phase."""
+    rejected, figures, phase_in, phase_kept = _phase_counts(phases, state)
+    input_docs, output_docs = phase_in[0], phase_kept[-1]
+    for sid, record in state.global_records().items():
+        merge_figures(figures, {sid: record})
+    input_counters: dict[str, int] = {}
+    for counters in state.unit_counters(0):
+        for k, v in counters.items():
+            input_counters[k] = input_counters.get(k, 0) + v
+    figures[INPUT_STAGE] = {"seconds": 0.0, "counters": input_counters}
+    rejected_total = sum(sum(v.values()) for v in rejected.values())
+    stages_out = _stage_entries(pipeline, input_docs, rejected, figures)
+    unknown = set(rejected) - {s["id"] for s in stages_out}
+    if unknown or input_docs != output_docs + rejected_total:
+        raise ConservationError(
+            f"conservation broken: read {input_docs} documents but wrote {output_docs} kept + {rejected_total} "
+            "rejected" + (f" (rejections from unknown stages {sorted(unknown)})" if unknown else ""),
+            hint="this is a bug in curate or in a stage; please report it with the pipeline file",
+        )
+    errors = {
+        sid: n
+        for sid, reasons in rejected.items()
+        if (n := sum(v for r, v in reasons.items() if r.startswith("stage_error:")))
+    }
+    return {
+        "pipeline": pipeline.name,
+        "runner": runner,
+        "input_docs": input_docs,
+        "output_docs": output_docs,
+        "rejected_docs": rejected_total,
+        "conserved": True,
+        "input_units": len(state.units(0)),
+        "attempts": attempt,
+        "stage_errors": errors,
+        "seconds": round(seconds, 3),
+        "stages": stages_out,
+    }
+
+
+def _phase_counts(
+    phases: list[Phase], state: Any
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, Any]], list[int], list[int]]:
+    """Rejections by stage and reason, stage figures, and documents in and kept per phase, from the commits;
+    checks conservation within each phase and between phases."""
     rejected: dict[str, dict[str, int]] = {}
+    figures: dict[str, dict[str, Any]] = {}
     phase_in: list[int] = []
     phase_kept: list[int] = []
     for phase in phases:
@@ -356,6 +419,7 @@ def build_stats(
         kept = sum(c["counts"]["kept"] for c in commits)
         out = kept
         for c in commits:
+            merge_figures(figures, c.get("stages", {}))
             for stage, reasons in c["counts"]["rejected"].items():
                 bucket = rejected.setdefault(stage, {})
                 for reason, n in reasons.items():
@@ -374,19 +438,19 @@ def build_stats(
             )
         phase_in.append(docs_in)
         phase_kept.append(kept)
-    input_docs, output_docs = phase_in[0], phase_kept[-1]
-    input_counters: dict[str, int] = {}
-    for counters in state.unit_counters(0):
-        for k, v in counters.items():
-            input_counters[k] = input_counters.get(k, 0) + v
-    rejected_total = sum(sum(v.values()) for v in rejected.values())
-    stages_out = []
+    return rejected, figures, phase_in, phase_kept
+
+
+def _stage_entries(
+    pipeline: Pipeline, input_docs: int, rejected: dict[str, dict[str, int]], figures: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One stats entry per stage (the input pseudo-stage first): documents in, kept, rejected by reason, figures."""
+    entries = []
     docs = input_docs
     for sid, uses in [(INPUT_STAGE, pipeline.input.format)] + [(s.id, s.uses) for s in pipeline.stages]:
         rej = rejected.get(sid, {})
         n_rej = sum(rej.values())
-        timing = ledger["stages"].get(sid, {})
-        counters = input_counters if sid == INPUT_STAGE else timing.get("counters")
+        fig = figures.get(sid, {})
         entry: dict[str, Any] = {
             "id": sid,
             "uses": uses,
@@ -394,32 +458,13 @@ def build_stats(
             "kept": docs - n_rej,
             "rejected": n_rej,
             "reasons": dict(sorted(rej.items(), key=lambda kv: -kv[1])),
-            "seconds": round(timing.get("seconds", 0.0), 3),
+            "seconds": round(fig.get("seconds", 0.0), 3),
         }
-        if counters:
-            entry["counters"] = dict(sorted(counters.items()))
-        stages_out.append(entry)
+        if fig.get("counters"):
+            entry["counters"] = dict(sorted(fig["counters"].items()))
+        entries.append(entry)
         docs -= n_rej
-    unknown = set(rejected) - {s["id"] for s in stages_out}
-    if unknown or input_docs != output_docs + rejected_total:
-        raise ConservationError(
-            f"conservation broken: read {input_docs} documents but wrote {output_docs} kept + {rejected_total} "
-            "rejected" + (f" (rejections from unknown stages {sorted(unknown)})" if unknown else ""),
-            hint="this is a bug in curate or in a stage; please report it with the pipeline file",
-        )
-    return {
-        "pipeline": pipeline.name,
-        "runner": runner,
-        "input_docs": input_docs,
-        "output_docs": output_docs,
-        "rejected_docs": rejected_total,
-        "conserved": True,
-        "input_units": len(state.units(0)),
-        "attempts": attempt,
-        "stage_errors": ledger.get("errors", {}),
-        "seconds": round(seconds, 3),
-        "stages": stages_out,
-    }
+    return entries
 
 
 def read_unit(

@@ -1,5 +1,6 @@
-"""Helpers both runners use to run global stages: only live documents reach a stage's functions, and the
-`reason` column a stage returns becomes the engine's rejection."""
+"""What both runners share to run global stages: only live documents reach a stage's functions, the `reason`
+column a stage returns becomes the engine's rejection, a join by id that keeps the documents' order, and the writer
+of side tables (files committed with the run)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.errors import StageError
-from curate.schema import REASON, RESERVED, STAGE
+from curate.io.sink import SIDE_DIR, put_parquet
+from curate.schema import ID, REASON, RESERVED, STAGE
 from curate.stage import Stage
 
 
@@ -51,8 +53,23 @@ def _drop_temporary(batch: pa.Table) -> pa.Table:
     return batch.drop_columns(temp) if temp else batch
 
 
-def finish_global(batch: pa.Table, stage: Stage, sid: str) -> pa.Table:
-    """Turn a global stage's `reason` column into rejections and check it added only declared columns."""
+def finish_global(batch: pa.Table, stage: Stage, sid: str, input_names: frozenset[str]) -> pa.Table:
+    """Turn a global stage's `reason` column into rejections; check that it added only declared columns (its
+    output_columns and rejected_columns) and cast them to their declared types."""
+    declared = {**stage.output_columns, **stage.rejected_columns}
+    extra = [
+        c
+        for c in batch.column_names
+        if c not in input_names and c not in declared and c != "reason" and not c.startswith("__")
+    ]
+    if extra:
+        raise StageError(
+            f"global stage '{sid}' added undeclared column(s) {', '.join(extra)}",
+            hint="declare them in the stage's output_columns (kept rows) or rejected_columns (rejected rows)",
+        )
+    for name, dtype in declared.items():
+        if name in batch.column_names and batch.schema.field(name).type != dtype:
+            batch = batch.set_column(batch.schema.get_field_index(name), name, batch.column(name).cast(dtype))
     if "reason" in batch.column_names:
         why = batch.column("reason")
         if why.null_count != batch.num_rows:
@@ -63,3 +80,116 @@ def finish_global(batch: pa.Table, stage: Stage, sid: str) -> pa.Table:
             batch = batch.set_column(batch.schema.get_field_index(STAGE), STAGE, stage_col)
         batch = batch.drop_columns(["reason"])
     return _drop_temporary(batch)
+
+
+def join_by(docs: pa.Table, right: pa.Table, on: str, sid: str) -> pa.Table:
+    """Left join of `right`'s columns onto `docs` by `on`, keeping docs' rows and order (nulls where no match)."""
+    cols = [c for c in right.column_names if c != on]
+    clash = [c for c in cols if c in docs.column_names and not c.startswith("__")]
+    if clash:
+        raise StageError(f"global stage '{sid}': joined column(s) {', '.join(clash)} already exist on the documents")
+    if right.num_rows and pc.count_distinct(right.column(on)).as_py() != right.num_rows:
+        raise StageError(f"global stage '{sid}' joined a table with more than one row per '{on}'")
+    key = docs.column(on)
+    if right.column(on).type != key.type:
+        right = right.set_column(right.schema.get_field_index(on), on, right.column(on).cast(key.type))
+    idx = pc.index_in(key, value_set=right.column(on))
+    for c in cols:
+        docs = docs.append_column(right.schema.field(c), right.column(c).take(idx))
+    return docs
+
+
+def null_spread_key(batch: pa.Table, key: str) -> pa.Array:
+    """The shuffle key for partition_by: the key itself, or for documents whose key is null (or that an earlier
+    stage rejected) their own id, so that they spread evenly instead of piling onto one partition."""
+    keys = pc.cast(batch.column(key), pa.string()) if key in batch.column_names else pa.nulls(batch.num_rows)
+    own = pc.binary_join_element_wise("~", batch.column(ID), "")
+    dead = pc.is_valid(batch.column(REASON)) if REASON in batch.column_names else pa.nulls(batch.num_rows, pa.bool_())
+    use_own = pc.or_kleene(pc.is_null(keys), pc.fill_null(dead, False))
+    return pc.if_else(use_own, own, keys)
+
+
+def drop_null_keys(table: pa.Table, keys: list[str]) -> pa.Table:
+    """Rows whose group key is null belong to no group (Table.group_by)."""
+    mask = None
+    for k in keys:
+        valid = pc.is_valid(table.column(k))
+        mask = valid if mask is None else pc.and_(mask, valid)
+    return table if mask is None or pc.all(mask).as_py() else table.filter(mask)
+
+
+def concat(tables: list[pa.Table]) -> pa.Table:
+    tables = [t for t in tables if t.num_columns]
+    if not tables:
+        return pa.table({})
+    return pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+
+
+class SideWriter:
+    """Writes one side table of a global stage as Parquet parts and records them in the run state, so that the
+    files are listed in the manifest and a redone phase replaces them (same names) instead of adding to them.
+
+    Inside the output the parts go to OUT/side/<stage>/<name>/; with an external `path` they go there, and
+    `path/_manifest.json` (files, rows, sha256, the stage's metadata) is written last, when the run finishes."""
+
+    def __init__(self, state: Any, output: Any, phase: int, sid: str, name: str, path: str | None) -> None:
+        self.state = state
+        self.output = output
+        self.phase = phase
+        self.sid = sid
+        self.name = name
+        self.path = path
+        self.rel = f"{SIDE_DIR}/{sid}/{name}"
+
+    def write(self, tables: Any, task: int) -> dict[str, Any]:
+        parts = [t for t in tables if t.num_rows]
+        if not parts:
+            return {"files": []}
+        table = concat(parts)
+        root = self.path or self.output.path
+        rel = f"part-{task:05d}.parquet" if self.path else f"{self.rel}/part-{task:05d}.parquet"
+        info = put_parquet(root, rel, table, self.output.compression, self.output.compression_level)
+        info.update(kind="side", stage=self.sid, name=self.name)
+        if self.path:
+            info["root"] = self.path
+        self.state.side_commit(self.phase, self.sid, self.name, task, info, self.path)
+        return info
+
+
+class GlobalContext:
+    """What a runner's Docs handle needs to know about the global stage it serves."""
+
+    def __init__(self, spec: Any, reporter: Any, writer: Any) -> None:
+        self.spec = spec
+        self.sid: str = spec.id
+        self.reporter = reporter
+        self.writer = writer  # the phase's ShardWriter: output, run state, phase, stage schemas
+        schema = writer.stage_schemas.get(self.sid)
+        self.input_names = frozenset(schema.names if schema is not None else ())
+        self._joins = 0
+
+    @property
+    def state(self) -> Any:
+        return self.writer.state
+
+    def side_writer(self, name: str, path: str | None) -> SideWriter:
+        return SideWriter(self.state, self.writer.output, self.writer.phase, self.sid, name, path)
+
+    def scratch(self) -> str:
+        """A fresh folder under the phase's checkpoint for intermediate files (removed when the run finishes)."""
+        self._joins += 1
+        return f"{self.state.checkpoint_dir(self.writer.phase)}/{self.sid}-join-{self._joins}"
+
+
+def run_global(ctx: GlobalContext, docs: Any) -> tuple[Any, Stage]:
+    """Build and set up the stage, let it transform the documents, and finish its rows (reasons, columns)."""
+    from curate.engine.core import setup_stage
+
+    stage = ctx.spec.build()
+    setup_stage(ctx.sid, stage)
+    out = stage.apply_global(docs)  # type: ignore[attr-defined]
+
+    def finish(t: pa.Table) -> pa.Table:
+        return finish_global(t, stage, ctx.sid, ctx.input_names)
+
+    return out.all_batches(finish), stage

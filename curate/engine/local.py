@@ -11,37 +11,98 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from curate.config import Pipeline
 from curate.engine.core import Ledger, Phase, SegmentRunner, read_unit
-from curate.engine.globals import finish_global, live_only
-from curate.io.base import Reader, ReadUnit
+from curate.engine.globals import GlobalContext, concat, drop_null_keys, join_by, live_only, run_global
+from curate.io.base import Reader, ReadUnit, expand_paths
 from curate.io.sink import ShardWriter
 from curate.schema import REASON
+from curate.stage import Stage
+
+
+class LocalTable:
+    """The Table of the local runner: its pieces in memory."""
+
+    def __init__(self, tables: list[pa.Table]) -> None:
+        self.tables = [t for t in tables if t.num_columns]
+
+    def map_batches(self, fn: Callable[[pa.Table], pa.Table]) -> LocalTable:
+        return LocalTable([fn(t) for t in self.tables])
+
+    def group_by(self, key: str | list[str], fn: Callable[[pa.Table], pa.Table]) -> LocalTable:
+        keys = [key] if isinstance(key, str) else list(key)
+        whole = drop_null_keys(concat(self.tables), keys) if self.tables else None
+        # One piece holds every group; a stage must treat groups on their own, so Ray's many pieces agree.
+        return LocalTable([fn(whole)] if whole is not None and whole.num_rows else [])
+
+    def union(self, *others: LocalTable) -> LocalTable:
+        return LocalTable(self.tables + [t for o in others for t in o.tables])
+
+    def materialize(self) -> LocalTable:
+        return self
+
+    def count(self) -> int:
+        return sum(t.num_rows for t in self.tables)
+
+    def collect(self) -> pa.Table:
+        return concat(self.tables)
 
 
 class LocalDocs:
     """The Docs handle of the local runner: every batch in memory."""
 
-    def __init__(self, tables: list[pa.Table], reporter: Ledger, sid: str) -> None:
+    def __init__(self, tables: list[pa.Table], ctx: GlobalContext) -> None:
         self.tables = tables
-        self.reporter = reporter
-        self.sid = sid
+        self.ctx = ctx
+
+    def _live(self, fn: Callable[[pa.Table], pa.Table]) -> Callable[[pa.Table], pa.Table]:
+        return live_only(fn, self.ctx.reporter, self.ctx.sid)
 
     def map_batches(self, fn: Callable[[pa.Table], pa.Table]) -> LocalDocs:
-        wrapped = live_only(fn, self.reporter, self.sid)
-        return LocalDocs([wrapped(t) for t in self.tables], self.reporter, self.sid)
+        wrapped = self._live(fn)
+        return LocalDocs([wrapped(t) for t in self.tables], self.ctx)
+
+    def all_batches(self, fn: Callable[[pa.Table], pa.Table]) -> LocalDocs:
+        """fn on every batch, rejected rows included (the engine's own finishing step)."""
+        return LocalDocs([fn(t) for t in self.tables], self.ctx)
 
     def partition_by(self, key: str, fn: Callable[[pa.Table], pa.Table]) -> LocalDocs:
         if not self.tables:
             return self
-        whole = pa.concat_tables(self.tables, promote_options="permissive")
+        whole = concat(self.tables)
         alive = pc.is_null(whole.column(REASON))
         live, dead = whole.filter(alive), whole.filter(pc.invert(alive))
-        wrapped = live_only(fn, self.reporter, self.sid)
         # One partition holds every key group; a stage must decide each group on its own, so the Ray runner's
         # many partitions give the same result.
-        return LocalDocs([wrapped(live), dead], self.reporter, self.sid)
+        return LocalDocs([self._live(fn)(live), dead], self.ctx)
+
+    def derive(self, fn: Callable[[pa.Table], pa.Table]) -> LocalTable:
+        out: list[pa.Table] = []
+
+        def collect(body: pa.Table) -> pa.Table:
+            out.append(fn(body))
+            return body
+
+        for t in self.tables:
+            self._live(collect)(t)
+        return LocalTable(out)
+
+    def join(self, table: LocalTable, on: str = "id") -> LocalDocs:
+        right = table.collect()
+        if not right.num_columns:
+            return self
+        return self.map_batches(lambda body: join_by(body, right, on, self.ctx.sid))
+
+    def table(self, data: pa.Table | list[str]) -> LocalTable:
+        if isinstance(data, pa.Table):
+            return LocalTable([data])
+        return LocalTable([pq.read_table(p) for p in expand_paths(data, (".parquet",))])
+
+    def write_side(self, name: str, table: LocalTable, path: str | None = None) -> list[dict[str, Any]]:
+        writer = self.ctx.side_writer(name, path)
+        return [info for i, t in enumerate(table.tables) if "path" in (info := writer.write([t], i))]
 
 
 def _rebatch(stream: Iterable[pa.Table], rows: int) -> Iterator[pa.Table]:
@@ -87,7 +148,7 @@ class LocalExecutor:
         skip_ids: frozenset[str] | None,
         writer: ShardWriter,
         write_prefix: str,
-    ) -> None:
+    ) -> list[tuple[str, Stage]]:
         state = writer.state
 
         def done(key: str, docs: int, counters: dict[str, int]) -> None:
@@ -99,15 +160,16 @@ class LocalExecutor:
                 yield from read_unit(reader, unit, done, skip_ids)
 
         stream: Iterable[pa.Table] = source()
+        ran: list[tuple[str, Stage]] = []
         for seg in phase.segments:
             if seg.kind == "row":
                 runner = SegmentRunner(seg.specs, self.ledger, self.pipeline.engine.max_stage_errors)
                 stream = map(runner, _rebatch(stream, self.pipeline.engine.batch_rows))
             else:
-                spec = seg.specs[0]
-                stage = spec.build()
-                stage.setup()
-                docs = stage.apply_global(LocalDocs(list(stream), self.ledger, spec.id))  # type: ignore[attr-defined]
-                stream = [finish_global(t, stage, spec.id) for t in docs.tables]
+                ctx = GlobalContext(seg.specs[0], self.ledger, writer)
+                docs, stage = run_global(ctx, LocalDocs(list(stream), ctx))
+                stream = docs.tables
+                ran.append((ctx.sid, stage))
         for i, bundle in enumerate(_bundles(stream, self.pipeline.output.shard_rows)):
             writer.write(bundle, f"{write_prefix}-{i:05d}")
+        return ran

@@ -13,14 +13,18 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from curate.config import Pipeline
 from curate.engine.core import Ledger, Phase, Segment, SegmentRunner, read_unit
-from curate.engine.globals import finish_global, live_only
-from curate.io.base import Reader, ReadUnit
+from curate.engine.globals import GlobalContext, concat, drop_null_keys, join_by, live_only, null_spread_key, run_global
+from curate.io import sink
+from curate.io.base import Reader, ReadUnit, expand_paths
 from curate.io.progress import RunState
 from curate.io.sink import ShardWriter
-from curate.schema import ID, REASON
+from curate.schema import REASON, RESERVED, UNIT, conform
+from curate.stage import Stage
 
 log = logging.getLogger("curate.engine")
 
@@ -44,15 +48,14 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> str:
 
 
 class RayReporter:
-    """What a worker uses to report to the ledger actor; synchronous, so counts are in before the run ends."""
+    """What a worker uses to report live progress to the ledger actor. Fire and forget: the figures in stats.json
+    come from commit records, so progress needs no round trip per batch. Only the error cap asks and waits."""
 
     def __init__(self, actor: Any) -> None:
         self.actor = actor
 
     def stage_batch(self, stage: str, docs_in: int, rejected: dict, seconds: float, counters: dict) -> None:
-        import ray
-
-        ray.get(self.actor.stage_batch.remote(stage, docs_in, rejected, seconds, counters))
+        self.actor.stage_batch.remote(stage, docs_in, rejected, seconds, counters)
 
     def add_errors(self, stage: str, n: int) -> int:
         import ray
@@ -60,9 +63,7 @@ class RayReporter:
         return ray.get(self.actor.add_errors.remote(stage, n))
 
     def unit_done(self, key: str, docs: int) -> None:
-        import ray
-
-        ray.get(self.actor.unit_done.remote(key, docs))
+        self.actor.unit_done.remote(key, docs)
 
 
 def _datasource(
@@ -143,39 +144,205 @@ class _SegmentTask:
         return runner(batch)
 
 
+def _pyarrow(fn: Callable[[pa.Table], pa.Table], ds: Any) -> Any:
+    return ds.map_batches(fn, batch_format="pyarrow", batch_size=None, zero_copy_batch=True)
+
+
+class RayTable:
+    """The Table of the Ray runner: a lazy Dataset of arbitrary rows."""
+
+    def __init__(self, ds: Any, partitions: int) -> None:
+        self.ds = ds
+        self.partitions = partitions
+
+    def map_batches(self, fn: Callable[[pa.Table], pa.Table]) -> RayTable:
+        return RayTable(_pyarrow(_empty_safe(fn), self.ds), self.partitions)
+
+    def group_by(self, key: str | list[str], fn: Callable[[pa.Table], pa.Table]) -> RayTable:
+        keys = [key] if isinstance(key, str) else list(key)
+
+        def run(batch: pa.Table) -> pa.Table:
+            batch = drop_null_keys(batch, keys)
+            return fn(batch) if batch.num_rows else pa.table({})
+
+        # A hash partition is one block (Ray's groupby().map_groups relies on the same guarantee), so a call
+        # sees whole groups; rows with a null key hash together but are dropped before fn sees them.
+        ds = self.ds.repartition(self.partitions, keys=keys)
+        return RayTable(_pyarrow(run, ds), self.partitions)
+
+    def union(self, *others: RayTable) -> RayTable:
+        return RayTable(self.ds.union(*(o.ds for o in others)), self.partitions) if others else self
+
+    def materialize(self) -> RayTable:
+        return RayTable(self.ds.materialize(), self.partitions)
+
+    def count(self) -> int:
+        return int(self.ds.count())
+
+    def collect(self) -> pa.Table:
+        import ray
+
+        return concat([t for t in ray.get(self.ds.to_arrow_refs()) if t.num_rows])
+
+
+def _empty_safe(fn: Callable[[pa.Table], pa.Table]) -> Callable[[pa.Table], pa.Table]:
+    """Ray hands empty blocks to map functions too; a stage's function only ever sees rows."""
+
+    def run(batch: pa.Table) -> pa.Table:
+        return fn(batch) if batch.num_rows else pa.table({})
+
+    return run
+
+
 class RayDocs:
     """The Docs handle of the Ray runner over a lazy Dataset that still carries earlier rejected rows."""
 
-    def __init__(self, ds: Any, reporter: RayReporter, sid: str, partitions: int) -> None:
+    def __init__(self, ds: Any, ctx: GlobalContext, partitions: int) -> None:
         self.ds = ds
-        self.reporter = reporter
-        self.sid = sid
+        self.ctx = ctx
         self.partitions = partitions
 
+    def _with(self, ds: Any) -> RayDocs:
+        return RayDocs(ds, self.ctx, self.partitions)
+
     def map_batches(self, fn: Callable[[pa.Table], pa.Table]) -> RayDocs:
-        ds = self.ds.map_batches(live_only(fn, self.reporter, self.sid), batch_format="pyarrow", batch_size=None)
-        return RayDocs(ds, self.reporter, self.sid, self.partitions)
+        return self._with(_pyarrow(live_only(fn, self.ctx.reporter, self.ctx.sid), self.ds))
+
+    def all_batches(self, fn: Callable[[pa.Table], pa.Table]) -> RayDocs:
+        return self._with(_pyarrow(fn, self.ds))
 
     def partition_by(self, key: str, fn: Callable[[pa.Table], pa.Table]) -> RayDocs:
         def add_part(batch: pa.Table) -> pa.Table:
-            import pyarrow.compute as pc
+            return batch.append_column(PART, null_spread_key(batch, key))
 
-            # Rows rejected earlier have no key: spread them by id rather than piling them on one partition.
-            keys = pc.cast(batch.column(key), pa.string()) if key in batch.column_names else batch.column(ID)
-            dead = pc.is_valid(batch.column(REASON))
-            part = pc.if_else(dead, pc.binary_join_element_wise("~", batch.column(ID), ""), keys)
-            return batch.append_column(PART, pc.fill_null(part, ""))
-
-        inner = live_only(fn, self.reporter, self.sid)
+        inner = live_only(fn, self.ctx.reporter, self.ctx.sid)
 
         def run(batch: pa.Table) -> pa.Table:
             return inner(batch.drop_columns([PART]))
 
-        ds = self.ds.map_batches(add_part, batch_format="pyarrow", batch_size=None)
-        # Ray's own groupby().map_groups relies on the same guarantee: a hash partition is one block.
-        ds = ds.repartition(self.partitions, keys=[PART])
-        ds = ds.map_batches(run, batch_format="pyarrow", batch_size=None)
-        return RayDocs(ds, self.reporter, self.sid, self.partitions)
+        ds = _pyarrow(add_part, self.ds).repartition(self.partitions, keys=[PART])
+        return self._with(_pyarrow(run, ds))
+
+    def derive(self, fn: Callable[[pa.Table], pa.Table]) -> RayTable:
+        return RayTable(_pyarrow(_derived(fn, keep_unit=False), self.ds), self.partitions)
+
+    def join(self, table: RayTable, on: str = "id") -> RayDocs:
+        """By read unit, so the documents' text never moves: the narrow (on, unit) pairs of the documents meet the
+        table's rows in a shuffle by `on`; the matched rows are written as one small file per unit; then each batch
+        of documents reads its units' files and joins locally, keeping its order."""
+        right = table.materialize()
+        if right.count() == 0:
+            return self
+        schema = right.ds.schema()
+        right_schema = pa.schema([(n, t) for n, t in zip(schema.names, schema.types)])
+        both = pa.schema(list(right_schema) + [pa.field(UNIT, pa.string())])
+        scratch = sink.join(self.ctx.writer.output.path, self.ctx.scratch())
+        sid = self.ctx.sid
+
+        def doc_units(body: pa.Table) -> pa.Table:
+            return conform(body.select([on, UNIT]), both)
+
+        def meet(group: pa.Table) -> pa.Table:
+            # rows with a unit are the documents, the others the table's: give each table row its document's unit
+            is_doc = pc.fill_null(pc.is_valid(group.column(UNIT)), False)
+            docs_part = group.filter(is_doc).select([on, UNIT])
+            rows = group.filter(pc.invert(is_doc)).drop_columns([UNIT])
+            if rows.num_rows == 0:
+                return pa.table({})
+            joined = join_by(rows, docs_part, on, sid)
+            return joined.filter(pc.is_valid(joined.column(UNIT)))
+
+        units = RayTable(_pyarrow(_derived(doc_units, keep_unit=True), self.ds), self.partitions)
+        rows = right.map_batches(lambda t: conform(t, both))
+        matched = units.union(rows).group_by(on, meet)
+        written = matched.group_by(UNIT, lambda t: _write_unit_files(t, scratch)).collect()
+        files = dict(zip(written.column("unit").to_pylist(), written.column("file").to_pylist()))
+        return self._with(_pyarrow(_UnitJoin(files, right_schema, on, self.ctx), self.ds))
+
+    def table(self, data: pa.Table | list[str]) -> RayTable:
+        import ray.data
+
+        if isinstance(data, pa.Table):
+            return RayTable(ray.data.from_arrow(data), self.partitions)
+        return RayTable(ray.data.read_parquet(expand_paths(data, (".parquet",))), self.partitions)
+
+    def write_side(self, name: str, table: RayTable, path: str | None = None) -> list[dict[str, Any]]:
+        from ray.data import Datasink
+
+        writer = self.ctx.side_writer(name, path)
+
+        class SideSink(Datasink):
+            def get_name(self) -> str:
+                return "WriteSide"
+
+            def write(self, blocks: Iterable[Any], ctx: Any) -> dict[str, Any]:
+                return writer.write(list(blocks), ctx.task_idx)
+
+        table.ds.write_datasink(SideSink())
+        return [f for f in self.ctx.state.side_files(self.ctx.writer.phase) if f.get("name") == name]
+
+
+def _derived(fn: Callable[[pa.Table], pa.Table], keep_unit: bool) -> Callable[[pa.Table], pa.Table]:
+    """fn on the live documents of a batch; the engine's columns stay hidden (but the unit, for its own joins)."""
+
+    def run(batch: pa.Table) -> pa.Table:
+        if batch.num_rows == 0:
+            return pa.table({})
+        reasons = batch.column(REASON)
+        live = batch if reasons.null_count == batch.num_rows else batch.filter(pc.is_null(reasons))
+        if live.num_rows == 0:
+            return pa.table({})
+        hidden = [c for c in RESERVED if not (keep_unit and c == UNIT)]
+        return fn(live.drop_columns(hidden))
+
+    return run
+
+
+def _write_unit_files(table: pa.Table, scratch: str) -> pa.Table:
+    """One Parquet file per read unit of the matched rows (names from the unit: a retried task rewrites them)."""
+    from curate.io.progress import unit_digest
+    from curate.io.sink import put_parquet
+
+    units, files = [], []
+    for unit in pc.unique(table.column(UNIT)).to_pylist():
+        rows = table.filter(pc.equal(table.column(UNIT), unit)).drop_columns([UNIT])
+        rel = f"{unit_digest(unit)}.parquet"
+        put_parquet(scratch, rel, rows, "zstd", None)
+        units.append(unit)
+        files.append(sink.join(scratch, rel))
+    return pa.table({"unit": pa.array(units, pa.string()), "file": pa.array(files, pa.string())})
+
+
+class _UnitJoin:
+    """Joins a batch of documents with the rows its read units matched (one small file per unit, cached)."""
+
+    def __init__(self, files: dict[str, str], schema: pa.Schema, on: str, ctx: GlobalContext) -> None:
+        self.files = files
+        self.schema = schema
+        self.on = on
+        self.ctx = ctx
+        self._cache: dict[str, pa.Table] = {}
+
+    def _rows(self, unit: str) -> pa.Table:
+        if unit not in self._cache:
+            if len(self._cache) >= 8:
+                self._cache.pop(next(iter(self._cache)))
+            path = self.files.get(unit)
+            self._cache[unit] = conform(pq.read_table(path), self.schema) if path else self.schema.empty_table()
+        return self._cache[unit]
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        if batch.num_rows == 0:
+            return batch
+        units = [u for u in pc.unique(batch.column(UNIT)).to_pylist() if u is not None]
+        right = concat([self._rows(u) for u in units]) if units else self.schema.empty_table()
+        if not right.num_columns:
+            right = self.schema.empty_table()
+
+        def join(body: pa.Table) -> pa.Table:
+            return join_by(body, right, self.on, self.ctx.sid)
+
+        return live_only(join, self.ctx.reporter, self.ctx.sid)(batch)
 
 
 def _datasink(writer: ShardWriter, min_rows: int, write_prefix: str) -> Any:
@@ -244,16 +411,17 @@ class RayExecutor:
         skip_ids: frozenset[str] | None,
         writer: ShardWriter,
         write_prefix: str,
-    ) -> None:
+    ) -> list[tuple[str, Stage]]:
         import ray.data
 
         engine = self.pipeline.engine
+        ran: list[tuple[str, Stage]] = []
         workers = min(self.cpus, engine.max_workers or self.cpus)
         on_done = _UnitDone(writer.state, phase.index, self.reporter)
         source = _datasource(reader, units, on_done, skip_ids)
         ds = ray.data.read_datasource(source, override_num_blocks=max(1, len(units)))
         for seg in phase.segments:
-            ds = self._segment(ds, seg, workers)
+            ds = self._segment(ds, seg, workers, writer, ran)
         # The writer gathers shard_rows rows per task (min_rows_per_write). Its own (smaller) CPU request keeps Ray
         # from fusing it into the stages: fused, that bundling would funnel every batch into one task at a time.
         ds.write_datasink(
@@ -261,8 +429,13 @@ class RayExecutor:
         )
         if log.isEnabledFor(logging.DEBUG):
             log.debug("Ray Data execution of phase %d:\n%s", phase.index, ds.stats())
+        return ran
 
-    def _segment(self, ds: Any, seg: Segment, workers: int) -> Any:
+    def _partitions(self) -> int:
+        """Partitions of a shuffle: engine.shuffle_partitions, or twice the cluster's CPUs."""
+        return self.pipeline.engine.shuffle_partitions or max(2, 2 * self.cpus)
+
+    def _segment(self, ds: Any, seg: Segment, workers: int, writer: ShardWriter, ran: list[tuple[str, Stage]]) -> Any:
         import ray.data
 
         engine = self.pipeline.engine
@@ -282,10 +455,7 @@ class RayExecutor:
             )
         if seg.kind == "row":
             return ds.map_batches(_SegmentTask(seg.specs, self.reporter, engine.max_stage_errors), **opts)
-        spec = seg.specs[0]
-        stage = spec.build()
-        stage.setup()
-        docs = stage.apply_global(RayDocs(ds, self.reporter, spec.id, max(2, 2 * self.cpus)))  # type: ignore[attr-defined]
-        return docs.ds.map_batches(
-            lambda t, stage=stage, sid=spec.id: finish_global(t, stage, sid), batch_format="pyarrow", batch_size=None
-        )
+        ctx = GlobalContext(seg.specs[0], self.reporter, writer)
+        docs, stage = run_global(ctx, RayDocs(ds, ctx, self._partitions()))
+        ran.append((ctx.sid, stage))
+        return docs.ds

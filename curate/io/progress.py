@@ -87,6 +87,23 @@ class RunState:
         names = [p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(d)]
         return sorted(int(n) for n in names if n.isdigit())
 
+    # -- global stages: side tables and driver-side counters ------------------------------------------
+    def side_commit(self, phase: int, sid: str, name: str, task: int, info: dict[str, Any], path: str | None) -> None:
+        """A side table's part is written (the record names its file; a retried task rewrites the same record)."""
+        record = {"stage": sid, "name": name, "task": task, "file": info, "external": path}
+        self._put(self._p(str(phase), "side", f"{sid}.{name}.{task:05d}.json"), json.dumps(record))
+
+    def side_files(self, phase: int) -> list[dict[str, Any]]:
+        return [r["file"] for r in self._read_all(self._p(str(phase), "side"))]
+
+    def global_done(self, phase: int, sid: str, counters: dict[str, int], seconds: float) -> None:
+        """A global stage's driver-side figures (clusters found, rounds): recorded once its phase is written."""
+        record = {"stage": sid, "counters": counters, "seconds": seconds}
+        self._put(self._p(str(phase), "global", f"{sid}.json"), json.dumps(record))
+
+    def global_records(self) -> dict[str, dict[str, Any]]:
+        return {r["stage"]: r for phase in self.phases() for r in self._read_all(self._p(str(phase), "global"))}
+
     # -- phases ----------------------------------------------------------------------------------------
     def phase_done(self, phase: int) -> bool:
         return self.fs.exists(self._p(str(phase), "DONE"))
@@ -96,11 +113,12 @@ class RunState:
 
     def discard_phase(self, phase: int) -> None:
         """Forget a phase's partial work (a phase that starts with a global stage cannot resume part-way)."""
-        for commit in self.commits(phase):
-            for f in commit["files"]:
-                path = join(self.root, f["path"])
-                if self.fs.exists(path):
-                    self.fs.rm(path)
+        files = [f for commit in self.commits(phase) for f in commit["files"]] + self.side_files(phase)
+        for f in files:
+            fs, root = url_to_fs(f["root"]) if f.get("root") else (self.fs, self.root)
+            path = join(root, f["path"])
+            if fs.exists(path):
+                fs.rm(path)
         d = self._p(str(phase))
         if self.fs.exists(d):
             self.fs.rm(d, recursive=True)

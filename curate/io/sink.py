@@ -24,14 +24,16 @@ from curate.config import Output
 from curate.errors import OutputError
 from curate.io.base import join  # noqa: F401  (re-exported: sink.join is used by the engine and the CLI)
 from curate.io.progress import RunState
-from curate.schema import REASON, RESERVED, STAGE, UNIT, conform
+from curate.schema import REASON, RESERVED, STAGE, UNIT, collect_figures, conform
 
 DATA_DIR = "data"
 REJECTED_DIR = "rejected"
+SIDE_DIR = "side"
 MANIFEST = "manifest.json"
 STATS = "stats.json"
 PIPELINE = "pipeline.yaml"
 SUCCESS = "_SUCCESS"
+SIDE_MANIFEST = "_manifest.json"  # written last into an external side-table folder (a dedup index)
 TMP_PREFIX = ".tmp-"
 
 
@@ -67,6 +69,7 @@ class ShardWriter:
         if UNIT in table.column_names:
             units = pc.value_counts(pc.fill_null(table.column(UNIT), "")).to_pylist()
             record["units"] = {u["values"]: u["counts"] for u in units}
+        record["stages"] = collect_figures(table)
         reasons = table.column(REASON) if REASON in table.column_names else pa.nulls(table.num_rows, pa.string())
         kept_mask = pc.is_null(reasons)
         kept = table.filter(kept_mask)
@@ -105,29 +108,29 @@ class ShardWriter:
         return infos
 
     def _put(self, table: pa.Table, rel: str) -> dict[str, Any]:
-        fs, root = url_to_fs(self.output.path)
-        final = join(root, rel)
-        directory = final.rsplit("/", 1)[0]
-        tmp = join(directory, f"{TMP_PREFIX}{uuid.uuid4().hex}.parquet")
+        return put_parquet(self.output.path, rel, table, self.output.compression, self.output.compression_level)
+
+
+def put_parquet(root_url: str, rel: str, table: pa.Table, compression: str, level: int | None) -> dict[str, Any]:
+    """Write `table` to root_url/rel under a temporary name, then rename; returns {path, rows, bytes, sha256}."""
+    fs, root = url_to_fs(root_url)
+    final = join(root, rel)
+    directory = final.rsplit("/", 1)[0]
+    tmp = join(directory, f"{TMP_PREFIX}{uuid.uuid4().hex}.parquet")
+    try:
+        fs.makedirs(directory, exist_ok=True)
+        with fs.open(tmp, "wb") as fh:
+            pq.write_table(table, fh, compression=compression, compression_level=level)
+        digest, size = _sha256(fs, tmp)
+        fs.mv(tmp, final)
+    except OSError as e:
         try:
-            fs.makedirs(directory, exist_ok=True)
-            with fs.open(tmp, "wb") as fh:
-                pq.write_table(
-                    table,
-                    fh,
-                    compression=self.output.compression,
-                    compression_level=self.output.compression_level,
-                )
-            digest, size = _sha256(fs, tmp)
-            fs.mv(tmp, final)
-        except OSError as e:
-            try:
-                if fs.exists(tmp):
-                    fs.rm(tmp)
-            except OSError:
-                pass
-            raise OutputError(f"writing shard {final} failed: {e}", hint="check free space and permissions") from e
-        return {"path": rel, "rows": table.num_rows, "bytes": size, "sha256": digest}
+            if fs.exists(tmp):
+                fs.rm(tmp)
+        except OSError:
+            pass
+        raise OutputError(f"writing shard {final} failed: {e}", hint="check free space and permissions") from e
+    return {"path": rel, "rows": table.num_rows, "bytes": size, "sha256": digest}
 
 
 def _sha256(fs: fsspec.AbstractFileSystem, path: str) -> tuple[str, int]:
@@ -210,7 +213,7 @@ def remove_orphans(path: str, keep: list[str]) -> int:
     fs, root = url_to_fs(path)
     wanted = {join(root, p) for p in keep}
     removed = 0
-    for sub in (DATA_DIR, REJECTED_DIR):
+    for sub in (DATA_DIR, REJECTED_DIR, SIDE_DIR):
         base = join(root, sub)
         if not fs.exists(base):
             continue
