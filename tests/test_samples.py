@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+import zlib
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from warcio.archiveiterator import ArchiveIterator
@@ -64,6 +67,90 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
     write_sample_crawl(c, 80, seed=6)
     assert a.read_bytes() == b.read_bytes()
     assert a.read_bytes() != c.read_bytes()
+
+
+def _content_digest(path) -> str:
+    """sha256 of every response's URL, status and decoded payload: what the generator drew, whatever zlib wrote."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for r in ArchiveIterator(fh):
+            if r.rec_type == "response":
+                h.update(r.rec_headers.get_header("WARC-Target-URI").encode() + b"\n")
+                h.update(r.http_headers.get_statuscode().encode() + b"\n" + r.content_stream().read() + b"\n")
+    return h.hexdigest()
+
+
+def test_the_crawl_for_a_seed_is_pinned(tmp_path):
+    """Pages, URLs and their order for seed 7 are those of sample crawl v3 (bump VERSION when they change)."""
+    from curate.samples import VERSION
+
+    out = tmp_path / "s.warc.gz"
+    write_sample_crawl(out, 300, seed=7)
+    assert VERSION == 3
+    assert _content_digest(out) == "926655df41973e7c077d0caccf4643e8285793943ff598df87b31632906943dc"
+    if zlib.ZLIB_RUNTIME_VERSION != "1.2.13":
+        pytest.skip(f"the file's bytes are pinned for zlib 1.2.13, this is {zlib.ZLIB_RUNTIME_VERSION}")
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == (
+        "361e6b64dc251a4886dd80cc4bf8be3f72e7d5fc8f773fa685ee937d67e3d7f9"
+    )
+
+
+def test_phrase_lists_ship_as_package_data():
+    from curate.samples import phrases
+
+    assert phrases.DATA.name == "phrases.json" and phrases.DATA.is_file()
+    assert set(phrases.LANGUAGES) == set(phrases.LANGUAGE_WEIGHTS) == {"en", "de", "fr", "es"}
+    for lang, lex in phrases.LANGUAGES.items():
+        assert set(lex["subjects"]) == set(lex["objects"]) == set(phrases.TOPICS), lang
+        assert all(len(short) == 2 for short in lex["short"]), lang
+
+
+def test_sample_scheme_is_an_entry_point_and_io_does_not_import_the_generator():
+    from importlib.metadata import entry_points
+
+    import curate.io.base
+
+    eps = {ep.name: ep.value for ep in entry_points(group=curate.io.base.SCHEME_GROUP)}
+    assert eps.get("sample") == "curate.samples:materialize"
+    for module in Path(curate.io.base.__file__).parent.glob("*.py"):
+        assert "curate.samples" not in module.read_text(encoding="utf-8"), module
+
+
+def test_a_registered_scheme_resolves_input_paths(tmp_path, monkeypatch):
+    from curate.io import base
+    from curate.io.jsonl import JsonlReader
+
+    data = tmp_path / "docs.jsonl"
+    data.write_text('{"id": "a", "text": "hello"}\n{"id": "b", "text": "world"}\n', encoding="utf-8")
+    seen: list[str] = []
+
+    def resolve(path: str) -> str:
+        seen.append(path)
+        return str(data)
+
+    monkeypatch.setattr(base, "_schemes", dict(base._schemes))  # leave the registry as it was after the test
+    base.register_scheme("mydata", resolve)
+    assert base.expand_paths("mydata:docs?x=1") == [str(data)]
+    assert base.expand_paths(["mydata:a", "mydata:b"]) == [str(data), str(data)]
+    assert seen == ["mydata:docs?x=1", "mydata:a", "mydata:b"]
+    reader = JsonlReader(path="mydata:docs")
+    assert [r["id"] for u in reader.units() for t in reader.read(u) for r in t.to_pylist()] == ["a", "b"]
+    # A scheme may also stand for several files.
+    base.register_scheme("twice", lambda path: [str(data), str(data)])
+    assert base.expand_paths("twice:") == [str(data), str(data)]
+    with pytest.raises(ValueError):
+        base.register_scheme("bad:name", resolve)
+
+
+def test_unknown_schemes_are_still_input_errors():
+    from curate.io.base import expand_paths
+
+    with pytest.raises(InputError, match="does not exist"):
+        expand_paths("nosuchscheme:crawl")
+    with pytest.raises(InputError, match="Protocol not known"):
+        expand_paths("nosuchscheme://bucket/x")
+    with pytest.raises(InputError, match="unknown sample"):
+        expand_paths("sample:nope")
 
 
 def test_materialize_generates_once_and_reuses(tmp_path):

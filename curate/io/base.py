@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import Any, ClassVar, NamedTuple
 
 import fsspec
@@ -72,8 +73,45 @@ def _size(path: str) -> int:
         return 0
 
 
+# Input path schemes curate resolves itself, before fsspec sees the path ("sample:crawl?pages=N" -> a generated
+# local file): name -> fn(path) -> local path(s) or fsspec URL(s). The entry-point group `curate.schemes` is how
+# packages (curate's own sample crawl included) add one; register_scheme() is for code that does it at import time.
+SCHEME_GROUP = "curate.schemes"
+_schemes: dict[str, Callable[[str], str | list[str]]] = {}
+_scheme_entry_points: dict[str, Any] | None = None
+
+
+def register_scheme(name: str, fn: Callable[[str], str | list[str]]) -> None:
+    """Resolve input paths `name:...` with `fn(path)`, which returns the local path(s) or fsspec URL(s) to read;
+    it overrides an entry point of the same name."""
+    if not name or not name.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"scheme name must be letters, digits, '-' or '_', not {name!r}")
+    _schemes[name] = fn
+
+
+def _scheme(path: str) -> Callable[[str], str | list[str]] | None:
+    """The resolver of `path`'s scheme, or None when it has none that curate knows (fsspec then opens it)."""
+    global _scheme_entry_points
+    name, sep, _ = path.partition(":")
+    if not sep or not name:
+        return None
+    fn = _schemes.get(name)
+    if fn is not None:
+        return fn
+    if _scheme_entry_points is None:
+        _scheme_entry_points = {ep.name: ep for ep in entry_points(group=SCHEME_GROUP)}
+    ep = _scheme_entry_points.get(name)
+    if ep is None:
+        return None
+    try:
+        fn = _schemes[name] = ep.load()
+    except ImportError as e:
+        raise InputError(f"input scheme '{name}:' could not be imported: {e}", hint="is its package installed?") from e
+    return fn
+
+
 def expand_paths(path: str | list[str], extensions: tuple[str, ...] = ()) -> list[str]:
-    """Expand local paths, directories, globs and fsspec URLs into a sorted list of files.
+    """Expand local paths, directories, globs, fsspec URLs and registered schemes into a sorted list of files.
 
     A path that does not exist or a glob that matches nothing is an InputError naming it."""
     paths = [path] if isinstance(path, str) else list(path)
@@ -81,10 +119,10 @@ def expand_paths(path: str | list[str], extensions: tuple[str, ...] = ()) -> lis
         raise InputError("input.path is empty", hint="give a file, a directory or a glob")
     out: list[str] = []
     for p in paths:
-        if p.startswith("sample:"):
-            from curate.samples import materialize
-
-            out.append(materialize(p))
+        resolve = _scheme(p)
+        if resolve is not None:
+            resolved = resolve(p)
+            out.extend([resolved] if isinstance(resolved, str) else resolved)
             continue
         try:
             fs, root = url_to_fs(p)
