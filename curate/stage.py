@@ -17,6 +17,7 @@ from typing import Any, ClassVar, NamedTuple, Protocol
 
 import pyarrow as pa
 
+from curate.counting import Counting
 from curate.doc import Columns, Doc
 from curate.errors import StageError
 
@@ -31,8 +32,9 @@ class StageResult(NamedTuple):
 
 
 @dataclass(kw_only=True)
-class Stage:
-    """Base of every stage. Subclass Filter, Mapper or GlobalStage rather than this."""
+class Stage(Counting):
+    """Base of every stage; subclass Filter, Mapper or GlobalStage rather than this. `self.count(name, n)` adds a
+    counter to stats.json under the stage."""
 
     name: ClassVar[str] = ""
     # Typed columns this stage adds, e.g. {"language": pa.string()}; the engine casts to these types.
@@ -65,11 +67,6 @@ class Stage:
 
     def apply(self, batch: pa.Table) -> StageResult:
         raise NotImplementedError
-
-    def count(self, counter: str, n: int = 1) -> None:
-        """Tally a named counter (e.g. lines removed); the engine adds it to stats.json under this stage."""
-        counts = self.__dict__.setdefault("_counters", {})
-        counts[counter] = counts.get(counter, 0) + n
 
     # -- introspection ------------------------------------------------------------------------------
     @classmethod

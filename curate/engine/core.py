@@ -244,7 +244,7 @@ class SegmentRunner:
             t0 = time.perf_counter()
             result = self._apply(sid, stage, work)
             seconds = time.perf_counter() - t0
-            counters = stage.__dict__.pop("_counters", None) or {}
+            counters = stage.take_counts()
             figures[sid] = {"seconds": seconds, "counters": counters}
             if result.reasons is None:
                 self.reporter.stage_batch(sid, work.num_rows, {}, seconds, counters)
@@ -475,7 +475,7 @@ def read_unit(
 ) -> Iterator[pa.Table]:
     """A reader's batches for one unit, tagged with the unit, minus documents a previous attempt committed;
     reports the unit's full document count (and the reader's counters) once it has been read to the end."""
-    reader.__dict__.pop("_counters", None)
+    reader.take_counts()
     n = 0
     skip = pa.array(sorted(skip_ids), pa.string()) if skip_ids else None
     for batch in reader.read(unit):
@@ -487,4 +487,4 @@ def read_unit(
             batch = batch.filter(pc.invert(pc.is_in(batch.column("id"), value_set=skip)))
         if batch.num_rows:
             yield batch
-    on_done(unit.key, n, reader.__dict__.pop("_counters", None) or {})
+    on_done(unit.key, n, reader.take_counts())

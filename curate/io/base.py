@@ -12,6 +12,7 @@ import fsspec
 import pyarrow as pa
 from fsspec.core import url_to_fs
 
+from curate.counting import Counting
 from curate.errors import InputError
 
 
@@ -27,8 +28,10 @@ class ReadUnit(NamedTuple):
 
 
 @dataclass(kw_only=True)
-class Reader:
-    """Base of input formats. Fields are the `input:` keys besides `format`."""
+class Reader(Counting):
+    """Base of input formats. Fields are the `input:` keys besides `format`. `self.count(name)` tallies something
+    read that is not a document (a WARC request record): stats.json's `input` counters, once per unit even when a
+    read is retried."""
 
     format: ClassVar[str] = ""
     # Extensions a directory given as `path` is searched for, e.g. (".parquet",).
@@ -53,11 +56,6 @@ class Reader:
         (see curate.schema.reject_rows), never silently dropped."""
         raise NotImplementedError
 
-    def count(self, counter: str, n: int = 1) -> None:
-        """Tally something read that is not a document (a WARC request record, a revisit); it is reported in
-        stats.json under the `input` stage's counters, exactly once per unit even when a read is retried."""
-        counts = self.__dict__.setdefault("_counters", {})
-        counts[counter] = counts.get(counter, 0) + n
 
 
 def join(base: str, *parts: str) -> str:
