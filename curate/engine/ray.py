@@ -37,6 +37,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> str:
 
     if ray.is_initialized():
         return "attached"
+    quiet_ray(verbose())
     address = address or os.environ.get("RAY_ADDRESS") or None
     common: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
     if address:
@@ -45,6 +46,30 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> str:
     # "local": a fresh embedded instance even if a `ray start` cluster runs on this machine (joining one is explicit)
     ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, **common)
     return "local"
+
+
+def verbose() -> bool:
+    """`curate -v`: the curate logger at DEBUG."""
+    return logging.getLogger("curate").getEffectiveLevel() <= logging.DEBUG
+
+
+# Ray's own notices that a default run should not print: its INFO lines (execution plans, "finished in"), and the
+# token-auth notice every local start prints (the token is used either way). `curate -v` shows them.
+_RAY_NOISE = {
+    "ray.data": logging.WARNING,
+    "ray._private.authentication.authentication_token_setup": logging.ERROR,
+}
+
+
+def quiet_ray(show: bool) -> None:
+    for name, level in _RAY_NOISE.items():
+        logging.getLogger(name).setLevel(logging.INFO if show else level)
+
+
+def worker_logging(show: bool) -> None:
+    """In a worker: a stage's warnings were already printed once by the driver's preflight of its setup(), so
+    workers (whose logs Ray forwards to the driver) keep only errors unless the run is verbose."""
+    logging.getLogger("curate").setLevel(logging.DEBUG if show else logging.ERROR)
 
 
 class RayReporter:
@@ -114,7 +139,8 @@ class _UnitDone:
 class _SegmentActor:
     """An actor of a stateful segment: builds and sets up its stages once."""
 
-    def __init__(self, specs: list, reporter: RayReporter, max_errors: int) -> None:
+    def __init__(self, specs: list, reporter: RayReporter, max_errors: int, show_logs: bool) -> None:
+        worker_logging(show_logs)
         self.runner = SegmentRunner(specs, reporter, max_errors)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -130,16 +156,18 @@ class _SegmentTask:
     """A segment run as tasks. An instance (not a class), so Ray runs it as tasks; it reaches the process-wide
     cache through this module's globals when called, so its stages are built once per worker process."""
 
-    def __init__(self, specs: list, reporter: RayReporter, max_errors: int) -> None:
+    def __init__(self, specs: list, reporter: RayReporter, max_errors: int, show_logs: bool) -> None:
         self.token = uuid.uuid4().hex
         self.specs = specs
         self.reporter = reporter
         self.max_errors = max_errors
+        self.show_logs = show_logs
         self.__name__ = "+".join(s.id for s in specs)  # Ray names the operator after the function
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         runner = _RUNNERS.get(self.token)
         if runner is None:
+            worker_logging(self.show_logs)
             runner = _RUNNERS[self.token] = SegmentRunner(self.specs, self.reporter, self.max_errors)
         return runner(batch)
 
@@ -383,6 +411,7 @@ class RayExecutor:
         for handler in logging.getLogger("ray.data").handlers:
             handler.addFilter(lambda r: "Progress bars disabled" not in r.getMessage())
         ctx.verbose_stats_logs = False
+        ctx.print_on_execution_start = verbose()
         # A stage's own error (StageError over the cap, a setup failure) surfaces as itself, not as Ray's wrapper.
         ctx.raise_original_map_exception = True
         # Ray Data reserves half the CPUs for operators in equal shares; a curate pipeline is one heavy fused map
@@ -449,12 +478,12 @@ class RayExecutor:
         if seg.in_actors:
             return ds.map_batches(
                 _SegmentActor,
-                fn_constructor_args=(seg.specs, self.reporter, engine.max_stage_errors),
+                fn_constructor_args=(seg.specs, self.reporter, engine.max_stage_errors, verbose()),
                 compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
                 **opts,
             )
         if seg.kind == "row":
-            return ds.map_batches(_SegmentTask(seg.specs, self.reporter, engine.max_stage_errors), **opts)
+            return ds.map_batches(_SegmentTask(seg.specs, self.reporter, engine.max_stage_errors, verbose()), **opts)
         ctx = GlobalContext(seg.specs[0], self.reporter, writer)
         docs, stage = run_global(ctx, RayDocs(ds, ctx, self._partitions()))
         ran.append((ctx.sid, stage))
