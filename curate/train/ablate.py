@@ -27,7 +27,7 @@ from curate.train.loop import (
     resolve_dtype,
     train,
 )
-from curate.train.shards import TokenStream, build_shards
+from curate.train.shards import ShardIndex, TokenStream, build_shards
 from curate.train.tokenizer import Tokenizer, capped, train_bpe
 
 log = logging.getLogger("curate.train")
@@ -122,6 +122,17 @@ def pooled_validation(
     return cat_tokens(parts), n_docs, n_bytes
 
 
+@dataclass
+class HeldOut:
+    """The common held-out set every arm is scored on: its tokens and where they came from."""
+
+    name: str
+    tokens: np.ndarray
+    docs: int
+    n_bytes: int
+    stream: TokenStream  # the same tokens as a file, for the periodic evaluations during training
+
+
 def ablate(
     cfg: TrainConfig,
     paths: list[str],
@@ -141,8 +152,39 @@ def ablate(
     arms = arm_names(paths, names)
     os.makedirs(out_dir, exist_ok=True)
     tok = shared_tokenizer(cfg, paths, out_dir)
-    d, t = cfg.data, cfg.train
+    held = heldout_set(cfg, tok, paths, out_dir, heldout, heldout_split, max_eval_tokens)
+    d = cfg.data
+    indexes = {}
+    for arm, path in zip(arms, paths):
+        indexes[arm] = build_shards(
+            path,
+            tok,
+            os.path.join(out_dir, arm, "tokens"),
+            val_fraction=d.val_fraction,
+            text_column=d.text_column,
+            parallel=d.parallel,
+            address=d.address,
+        )
+    results = []
+    for arm, path in zip(arms, paths):
+        results.append(_run_arm(cfg, arm, path, out_dir, tok, indexes, held, max_eval_tokens))
+        free_memory()
+    write_report(cfg, results, held, out_dir)
+    return results
 
+
+def heldout_set(
+    cfg: TrainConfig,
+    tok: Tokenizer,
+    paths: list[str],
+    out_dir: str,
+    heldout: list[str] | None,
+    heldout_split: str,
+    max_eval_tokens: int | None,
+) -> HeldOut:
+    """`heldout` tokenized (its validation split only with heldout_split "val"), else the arms' pooled validation
+    split; at least one sequence long."""
+    d, t = cfg.data, cfg.train
     if heldout:
         # split "val": only documents held out by id hash, which no arm trained on (the arms use the same val_fraction)
         tokens, h_docs, h_bytes = load_eval_tokens(
@@ -162,71 +204,70 @@ def ablate(
             f"the held-out set ({h_name}) has {len(tokens):,} tokens, fewer than one sequence of {t.seq_len}",
             hint="raise data.val_fraction, or pass --heldout with more text",
         )
-    heldout_stream = TokenStream.from_array(tokens, os.path.join(out_dir, f"{HELDOUT}.bin"))
+    stream = TokenStream.from_array(tokens, os.path.join(out_dir, f"{HELDOUT}.bin"))
     log.info("held-out set: %s, %s docs, %s tokens", h_name, f"{h_docs:,}", f"{len(tokens):,}")
+    return HeldOut(h_name, tokens, h_docs, h_bytes, stream)
 
-    indexes = {}
-    for arm, path in zip(arms, paths):
-        indexes[arm] = build_shards(
-            path,
-            tok,
-            os.path.join(out_dir, arm, "tokens"),
-            val_fraction=d.val_fraction,
-            text_column=d.text_column,
-            parallel=d.parallel,
-            address=d.address,
-        )
+
+def _run_arm(
+    cfg: TrainConfig,
+    arm: str,
+    path: str,
+    out_dir: str,
+    tok: Tokenizer,
+    indexes: dict[str, ShardIndex],
+    held: HeldOut,
+    max_eval_tokens: int | None,
+) -> ArmResult:
+    """Train one arm (or resume it) and score it on the held-out set and on every arm's validation split."""
+    d, t = cfg.data, cfg.train
     device = resolve_device(t.device)
     dtype = resolve_dtype(t.dtype, device)
-    results: list[ArmResult] = []
-    for arm, path in zip(arms, paths):
-        index = indexes[arm]
-        arm_cfg = dataclasses.replace(
-            cfg,
-            name=f"{cfg.name}-{arm}",
-            out=os.path.join(out_dir, arm),
-            data=dataclasses.replace(d, path=path, tokens=index.path),
-        )
-        log.info("ablation arm %s: %s", arm, path)
-        res = train(arm_cfg, tok=tok, index=index, eval_sets={HELDOUT: heldout_stream})
-        model, _, _ = model_from_checkpoint(arm_cfg.run_dir, device)
-        total, count = stream_loss(model, tokens, t.seq_len, t.batch_size, device, dtype)
-        h = EvalResult(h_name, h_docs, count, h_bytes, total / max(count, 1))
-        val = {}
-        for other, oindex in indexes.items():
-            vstream = oindex.stream("val")
-            n = len(vstream) if max_eval_tokens is None else min(len(vstream), max_eval_tokens)
-            vt, vc = stream_loss(model, vstream.read(0, n), t.seq_len, t.batch_size, device, dtype)
-            val[other] = vt / vc if vc else math.nan
-        curve = [(e["tokens"], e["loss"]) for e in res.evals if e["set"] == HELDOUT]
-        results.append(
-            ArmResult(
-                name=arm,
-                path=path,
-                train_docs=index.docs("train"),
-                train_tokens=index.tokens("train"),
-                tokens_seen=res.tokens,
-                final_train_loss=float(np.mean(res.train_losses[-max(1, t.log_every) :])),
-                heldout=h,
-                val_losses=val,
-                curve=curve,
-            )
-        )
-        del model
-        free_memory()
+    index = indexes[arm]
+    arm_cfg = dataclasses.replace(
+        cfg,
+        name=f"{cfg.name}-{arm}",
+        out=os.path.join(out_dir, arm),
+        data=dataclasses.replace(d, path=path, tokens=index.path),
+    )
+    log.info("ablation arm %s: %s", arm, path)
+    res = train(arm_cfg, tok=tok, index=index, eval_sets={HELDOUT: held.stream})
+    model, _, _ = model_from_checkpoint(arm_cfg.run_dir, device)
+    total, count = stream_loss(model, held.tokens, t.seq_len, t.batch_size, device, dtype)
+    val = {}
+    for other, oindex in indexes.items():
+        vstream = oindex.stream("val")
+        n = len(vstream) if max_eval_tokens is None else min(len(vstream), max_eval_tokens)
+        vt, vc = stream_loss(model, vstream.read(0, n), t.seq_len, t.batch_size, device, dtype)
+        val[other] = vt / vc if vc else math.nan
+    del model
+    return ArmResult(
+        name=arm,
+        path=path,
+        train_docs=index.docs("train"),
+        train_tokens=index.tokens("train"),
+        tokens_seen=res.tokens,
+        final_train_loss=float(np.mean(res.train_losses[-max(1, t.log_every) :])),
+        heldout=EvalResult(held.name, held.docs, count, held.n_bytes, total / max(count, 1)),
+        val_losses=val,
+        curve=[(e["tokens"], e["loss"]) for e in res.evals if e["set"] == HELDOUT],
+    )
+
+
+def write_report(cfg: TrainConfig, results: list[ArmResult], held: HeldOut, out_dir: str) -> None:
+    """OUT/ablation.json, ablation.md (the table), ablation.svg and, with matplotlib, ablation.png."""
     report = {
         "config": cfg.to_dict(),
-        "heldout": {"source": h_name, "docs": h_docs, "tokens": len(tokens), "bytes": h_bytes},
+        "heldout": {"source": held.name, "docs": held.docs, "tokens": len(held.tokens), "bytes": held.n_bytes},
         "arms": [_arm_json(r) for r in results],
     }
     with open(os.path.join(out_dir, "ablation.json"), "w", encoding="utf-8") as fh:
         json.dump(report, fh, indent=1)
-    table = format_table(results, h_name)
+    table = format_table(results, held.name)
     with open(os.path.join(out_dir, "ablation.md"), "w", encoding="utf-8") as fh:
         fh.write(table + "\n")
-    plot_svg(results, os.path.join(out_dir, "ablation.svg"), h_name)
-    plot(results, os.path.join(out_dir, "ablation.png"), h_name)
-    return results
+    plot_svg(results, os.path.join(out_dir, "ablation.svg"), held.name)
+    plot(results, os.path.join(out_dir, "ablation.png"), held.name)
 
 
 def _arm_json(r: ArmResult) -> dict[str, Any]:

@@ -9,9 +9,11 @@ import json
 import logging
 import math
 import os
+import pickle
 import random
 import time
 import uuid
+import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,35 +152,120 @@ def prepare_data(cfg: TrainConfig, tok: Tokenizer | None = None) -> tuple[Tokeni
 # -- checkpoints ---------------------------------------------------------------------------------------------
 
 
+# Version of the checkpoint layout. 2: tensors and plain Python values only, so torch.load(weights_only=True) reads
+# it and loading a run directory from elsewhere cannot run code. 1 (unversioned) pickled numpy's RNG state.
+CHECKPOINT_FORMAT = 2
+
+
 def rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every generator the loop may draw from (torch, numpy, Python, CUDA), as tensors and plain values."""
+    np_state = np.random.get_state(legacy=False)  # MT19937: a dict, unlike the legacy tuple
+    version, words, gauss_next = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "bit_generator": np_state["bit_generator"],
+            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
+        "python": {"version": version, "state": list(words), "gauss_next": gauss_next},
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    """Restore what rng_state() recorded, exactly."""
+    # .cpu(): the checkpoint may have been loaded with map_location on the GPU; generator states live on the host
+    torch.set_rng_state(state["torch"].cpu())
+    n = state["numpy"]
+    np.random.set_state(
+        {
+            "bit_generator": n["bit_generator"],
+            "state": {"key": n["key"].cpu().numpy().astype(np.uint32), "pos": n["pos"]},
+            "has_gauss": n["has_gauss"],
+            "gauss": n["gauss"],
+        }
+    )
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def save_checkpoint(path: str, state: dict[str, Any]) -> None:
     """torch.save to a temporary name, then rename: a crash never leaves a half checkpoint."""
     tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    torch.save(state, tmp)
+    torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
     os.replace(tmp, path)
 
 
 def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint written by save_checkpoint (a file, or a run directory holding ckpt.pt).
+
+    Read with weights_only=True: tensors and plain values only. A file that pickles anything else is refused
+    before any of it is unpickled, so `curate eval` / `generate` on someone else's run directory runs no code."""
     if os.path.isdir(path):
         path = os.path.join(path, CHECKPOINT)
     if not os.path.exists(path):
         raise InputError(f"no checkpoint at '{path}'", hint="give a run directory made by `curate train`")
-    # weights_only=False: the checkpoint holds RNG states and plain dicts, written by this code
-    return torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        ck = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise _unloadable(path, e) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+        raise _damaged(path, e) from None
+    if not isinstance(ck, dict) or "format" not in ck or "model" not in ck:
+        raise InputError(
+            f"{path} is not a checkpoint written by `curate train`",
+            hint="give a run directory made by `curate train`",
+        )
+    if ck["format"] != CHECKPOINT_FORMAT:
+        raise InputError(
+            f"{path} has checkpoint format {ck['format']!r}; this curate reads format {CHECKPOINT_FORMAT}",
+            hint="use the curate version that wrote it, or train again",
+        )
+    return ck
+
+
+def _unloadable(path: str, error: Exception) -> InputError:
+    """The error for a checkpoint that weights_only loading refused: an old curate's, or one that pickles code."""
+    scan = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)  # torch >= 2.5
+    if scan is None:
+        return InputError(f"{path} refused: it pickles objects that weights_only loading does not allow ({error})")
+    try:
+        names = [str(g) for g in scan(path)]  # reads the pickle's opcodes; runs nothing
+    except Exception:  # not even a readable archive
+        names = []
+    if not names:
+        return _damaged(path, error)
+    if all(n.startswith("numpy.") for n in names):
+        # Checkpoints before format 2 pickled numpy's RNG state. They are refused, not converted: reading them
+        # means unpickling numpy objects, which torch deliberately does not allow by default.
+        return InputError(
+            f"{path} was written by an older curate, whose checkpoints pickle numpy's RNG state "
+            f"({', '.join(names)}); they are no longer loaded, since unpickling can run code",
+            hint="train again: `curate train CONFIG --no-resume` (or --out NEW_DIR) writes a checkpoint that loads "
+            "safely",
+        )
+    return InputError(
+        f"{path} refused: besides tensors and plain values it pickles Python objects ({', '.join(names[:5])}), "
+        "and loading them could run code",
+        hint="load only checkpoints written by `curate train`; train the model again if you need it",
+    )
+
+
+def _damaged(path: str, error: Exception) -> InputError:
+    # torch's first sentence says what failed ("... failed finding central directory"); the rest is advice
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[-1].split(". ")[0]
+    return InputError(
+        f"{path} is damaged or not a checkpoint (torch.load: {reason[:200]})",
+        hint="a crash or a full disk cut it short: train again with --no-resume (or --out NEW_DIR), "
+        "or restore the file from a copy",
+    )
 
 
 def model_from_checkpoint(path: str, device: torch.device | str = "cpu") -> tuple[LLaMA, Tokenizer, dict[str, Any]]:
@@ -264,6 +351,17 @@ def train(
         torch.set_num_threads(threads)  # the setting is process-wide: give the caller back its own
 
 
+@dataclass
+class _Progress:
+    """How far a run has got: what a checkpoint records besides weights, optimizer, loader and RNG states."""
+
+    step: int = 0
+    tokens: int = 0
+    losses: list[float] = field(default_factory=list)
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0  # time spent in optimizer steps (no evaluation, no checkpoints)
+
+
 def _train(
     cfg: TrainConfig,
     tok: Tokenizer | None,
@@ -281,35 +379,16 @@ def _train(
     os.makedirs(run, exist_ok=True)
     ckpt_path = os.path.join(run, CHECKPOINT)
 
-    mcfg = model_config(cfg, tok)
-    torch.manual_seed(t.seed)  # the same seed gives the same initial weights in every arm of an ablation
-    raw_model = LLaMA(mcfg).to(device)
-    optimizer = configure_optimizer(raw_model, t, device)
-    batches = Batches(index.stream("train"), t.seq_len, t.batch_size, t.seed)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-
-    step, tokens_seen, losses, evals, elapsed = 0, 0, [], [], 0.0
+    mcfg, raw_model, optimizer, batches = _fresh_start(cfg, tok, index, device)
+    progress = _Progress()
     if resume and os.path.exists(ckpt_path):
-        ck = load_checkpoint(ckpt_path, device)
-        if ck["model_config"] != dataclasses.asdict(mcfg):
-            raise ConfigError(
-                f"{ckpt_path} holds a different model than the config describes",
-                hint="use a new run directory (--out), or pass --no-resume to start over",
-            )
-        raw_model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        batches.load_state_dict(ck["loader"])
-        set_rng_state(ck["rng"])
-        step, tokens_seen, losses, evals, elapsed = ck["step"], ck["tokens"], ck["losses"], ck["evals"], ck["seconds"]
-        log.info("resumed %s at step %d (%s tokens)", run, step, f"{tokens_seen:,}")
-    _trim_metrics(os.path.join(run, METRICS), step)
+        progress = _resume(ckpt_path, device, mcfg, raw_model, optimizer, batches)
+        log.info("resumed %s at step %d (%s tokens)", run, progress.step, f"{progress.tokens:,}")
+    _trim_metrics(os.path.join(run, METRICS), progress.step)
     with open(os.path.join(run, "config.yaml"), "w", encoding="utf-8") as fh:
         fh.write(dump_config(cfg))
 
     model: torch.nn.Module = torch.compile(raw_model) if t.compile else raw_model
-    fpt = flops_per_token(mcfg, t.seq_len)
     peak = t.peak_flops or (peak_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None)
     n_params = raw_model.num_params()
     log.info(
@@ -321,101 +400,152 @@ def _train(
         device,
         str(dtype).replace("torch.", ""),
     )
+    windows = _eval_windows({"val": index.stream("val"), **(eval_sets or {})}, t)
 
-    sets = {"val": index.stream("val"), **(eval_sets or {})}
-    windows = {k: eval_windows(s, t.seq_len, t.eval_batches * t.batch_size) for k, s in sets.items()}
+    def evaluate() -> None:
+        for name, w in windows.items():
+            loss = window_loss(model, w, t.batch_size, device, dtype)
+            progress.evals.append({"step": progress.step, "tokens": progress.tokens, "set": name, "loss": loss})
+            log.info("step %d  %s loss %.4f", progress.step, name, loss)
+            _append(run, {"step": progress.step, "tokens": progress.tokens, "eval": name, "loss": loss})
+
+    stop = t.steps if until_step is None else min(until_step, t.steps)
+    if progress.step == 0 and t.eval_every:
+        evaluate()
+    model.train()
+    speed, mfu = _Speed(flops_per_token(mcfg, t.seq_len), peak, progress.tokens), None
+    while progress.step < stop:
+        tic = time.perf_counter()
+        lr = lr_at(progress.step, t)
+        step_loss, norm = train_step(model, optimizer, batches, t, lr, device, dtype)
+        progress.step += 1
+        progress.tokens += t.tokens_per_step
+        progress.losses.append(step_loss)
+        progress.seconds += time.perf_counter() - tic
+        step = progress.step
+        if step % t.log_every == 0 or step == stop:
+            tps, mfu = speed.measure(progress.tokens)
+            _log_step(run, progress, t.steps, step_loss, lr, norm, tps, mfu)
+        if (t.eval_every and step % t.eval_every == 0) or step == t.steps:
+            evaluate()
+        if (t.checkpoint_every and step % t.checkpoint_every == 0) or step == stop:
+            save_checkpoint(ckpt_path, _checkpoint_state(raw_model, optimizer, batches, progress, mcfg, cfg, tok))
+        if step % t.log_every == 0:  # time the next interval without the evaluation and checkpoint
+            speed.mark(progress.tokens)
+    return TrainResult(
+        run_dir=run,
+        steps=progress.step,
+        tokens=progress.tokens,
+        params=n_params,
+        train_losses=progress.losses,
+        evals=progress.evals,
+        seconds=progress.seconds,
+        tokens_per_s=progress.tokens / progress.seconds if progress.seconds else 0.0,
+        mfu=mfu,
+    )
+
+
+def _fresh_start(
+    cfg: TrainConfig, tok: Tokenizer, index: ShardIndex, device: torch.device
+) -> tuple[ModelConfig, LLaMA, torch.optim.AdamW, Batches]:
+    """The model (initial weights from the seed), its optimizer and the training loader, at step 0."""
+    t = cfg.train
+    mcfg = model_config(cfg, tok)
+    torch.manual_seed(t.seed)  # the same seed gives the same initial weights in every arm of an ablation
+    model = LLaMA(mcfg).to(device)
+    optimizer = configure_optimizer(model, t, device)
+    batches = Batches(index.stream("train"), t.seq_len, t.batch_size, t.seed)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return mcfg, model, optimizer, batches
+
+
+def _resume(
+    path: str,
+    device: torch.device,
+    mcfg: ModelConfig,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Batches,
+) -> _Progress:
+    """Load a run's checkpoint into the fresh model, optimizer, loader and RNGs; returns the progress it recorded."""
+    ck = load_checkpoint(path, device)
+    if ck["model_config"] != dataclasses.asdict(mcfg):
+        raise ConfigError(
+            f"{path} holds a different model than the config describes",
+            hint="use a new run directory (--out), or pass --no-resume to start over",
+        )
+    model.load_state_dict(ck["model"])
+    optimizer.load_state_dict(ck["optimizer"])
+    batches.load_state_dict(ck["loader"])
+    set_rng_state(ck["rng"])
+    return _Progress(ck["step"], ck["tokens"], ck["losses"], ck["evals"], ck["seconds"])
+
+
+def _checkpoint_state(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Batches,
+    progress: _Progress,
+    mcfg: ModelConfig,
+    cfg: TrainConfig,
+    tok: Tokenizer,
+) -> dict[str, Any]:
+    """Everything exact resume needs, and what eval / generate need to rebuild the model: tensors and plain values."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "loader": batches.state_dict(),
+        "rng": rng_state(),
+        "step": progress.step,
+        "tokens": progress.tokens,
+        "losses": progress.losses,
+        "evals": progress.evals,
+        "seconds": progress.seconds,
+        "model_config": dataclasses.asdict(mcfg),
+        "config": cfg.to_dict(),
+        "tokenizer": tok.to_str(),
+        "eos_token": tok.eos_token,
+    }
+
+
+def _eval_windows(sets: dict[str, TokenStream], t: LoopConfig) -> dict[str, np.ndarray]:
+    """Each eval set's first eval_batches batches of windows; a set too small for one window is skipped, said so."""
     if not t.eval_batches:
-        windows = {}
+        return {}
+    windows = {k: eval_windows(s, t.seq_len, t.eval_batches * t.batch_size) for k, s in sets.items()}
     for k, w in windows.items():
         if len(w) == 0:
             log.warning(
                 "eval set '%s' has %s tokens, too few for one sequence of %d: skipped", k, len(sets[k]), t.seq_len
             )
-    windows = {k: w for k, w in windows.items() if len(w)}
+    return {k: w for k, w in windows.items() if len(w)}
 
-    def evaluate() -> None:
-        for name, w in windows.items():
-            loss = window_loss(model, w, t.batch_size, device, dtype)
-            evals.append({"step": step, "tokens": tokens_seen, "set": name, "loss": loss})
-            log.info("step %d  %s loss %.4f", step, name, loss)
-            _append(run, {"step": step, "tokens": tokens_seen, "eval": name, "loss": loss})
 
-    def checkpoint() -> None:
-        save_checkpoint(
-            ckpt_path,
-            {
-                "model": raw_model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "loader": batches.state_dict(),
-                "rng": rng_state(),
-                "step": step,
-                "tokens": tokens_seen,
-                "losses": losses,
-                "evals": evals,
-                "seconds": elapsed,
-                "model_config": dataclasses.asdict(mcfg),
-                "config": cfg.to_dict(),
-                "tokenizer": tok.to_str(),
-                "eos_token": tok.eos_token,
-            },
-        )
+class _Speed:
+    """Training tokens per second, and MFU, over the steps since the last mark."""
 
-    stop = t.steps if until_step is None else min(until_step, t.steps)
-    if step == 0 and t.eval_every:
-        evaluate()
-    model.train()
-    mark_time, mark_tokens, mfu, tps = time.perf_counter(), tokens_seen, None, 0.0
-    while step < stop:
-        tic = time.perf_counter()
-        lr = lr_at(step, t)
-        step_loss, norm = train_step(model, optimizer, batches, t, lr, device, dtype)
-        step += 1
-        tokens_seen += t.tokens_per_step
-        losses.append(step_loss)
-        elapsed += time.perf_counter() - tic
-        if step % t.log_every == 0 or step == stop:
-            now = time.perf_counter()
-            tps = (tokens_seen - mark_tokens) / max(now - mark_time, 1e-9)
-            mfu = fpt * tps / peak if peak else None
-            log.info(
-                "step %d/%d  loss %.4f  lr %.2e  %s tok/s%s",
-                step,
-                t.steps,
-                step_loss,
-                lr,
-                f"{tps:,.0f}",
-                f"  MFU {100 * mfu:.1f}%" if mfu is not None else "",
-            )
-            _append(
-                run,
-                {
-                    "step": step,
-                    "tokens": tokens_seen,
-                    "loss": step_loss,
-                    "lr": lr,
-                    "grad_norm": norm,
-                    "tokens_per_s": tps,
-                    "mfu": mfu,
-                },
-            )
-        is_last = step == t.steps
-        if (t.eval_every and step % t.eval_every == 0) or is_last:
-            evaluate()
-        if (t.checkpoint_every and step % t.checkpoint_every == 0) or step == stop:
-            checkpoint()
-        if step % t.log_every == 0:  # time the next interval without the evaluation and checkpoint
-            mark_time, mark_tokens = time.perf_counter(), tokens_seen
-    return TrainResult(
-        run_dir=run,
-        steps=step,
-        tokens=tokens_seen,
-        params=n_params,
-        train_losses=losses,
-        evals=evals,
-        seconds=elapsed,
-        tokens_per_s=tokens_seen / elapsed if elapsed else 0.0,
-        mfu=mfu,
-    )
+    def __init__(self, flops_per_token: float, peak: float | None, tokens: int) -> None:
+        self.flops_per_token, self.peak = flops_per_token, peak
+        self.mark(tokens)
+
+    def mark(self, tokens: int) -> None:
+        self.time, self.tokens = time.perf_counter(), tokens
+
+    def measure(self, tokens: int) -> tuple[float, float | None]:
+        tps = (tokens - self.tokens) / max(time.perf_counter() - self.time, 1e-9)
+        return tps, self.flops_per_token * tps / self.peak if self.peak else None
+
+
+def _log_step(
+    run: str, p: _Progress, steps: int, loss: float, lr: float, norm: float | None, tps: float, mfu: float | None
+) -> None:
+    """The log line and the metrics.jsonl record of a training step."""
+    mfu_text = f"  MFU {100 * mfu:.1f}%" if mfu is not None else ""
+    log.info("step %d/%d  loss %.4f  lr %.2e  %s tok/s%s", p.step, steps, loss, lr, f"{tps:,.0f}", mfu_text)
+    record = {"step": p.step, "tokens": p.tokens, "loss": loss, "lr": lr, "grad_norm": norm}
+    _append(run, {**record, "tokens_per_s": tps, "mfu": mfu})
 
 
 def _append(run: str, record: dict[str, Any]) -> None:
