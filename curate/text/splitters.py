@@ -1,0 +1,81 @@
+"""Which tokenizer a language gets (built once per process), user-registered splitters, and the module-level
+split_words / split_sentences / count_sentences."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+from collections.abc import Callable, Iterable
+
+from curate.text.cjk import CJK_WORD, KO_WORD
+from curate.text.languages import CJK_LANGUAGES, DATA, RULE_LANGUAGES, canonical_language
+from curate.text.rules import RuleTokenizer
+from curate.text.tokenizer import FunctionTokenizer, RegexTokenizer, WordTokenizer
+
+_tokenizers: dict[str, WordTokenizer] = {}
+_registered: dict[str, Callable[[str], Iterable[str]]] = {}
+_lock = threading.RLock()
+
+
+def register_splitter(language: str, splitter: Callable[[str], Iterable[str]] | None) -> None:
+    """Split documents of `language` with `splitter(text) -> words` (e.g. jieba for 'zh', kiwi for 'ko');
+    None restores the built-in splitter."""
+    lang = canonical_language(language) or language
+    with _lock:
+        if splitter is None:
+            _registered.pop(lang, None)
+        else:
+            _registered[lang] = splitter
+        _tokenizers.pop(lang, None)
+
+
+def _build(lang: str) -> WordTokenizer:
+    if lang in _registered:
+        return FunctionTokenizer(lang, _registered[lang])
+    if lang in CJK_LANGUAGES:
+        return RegexTokenizer(lang, CJK_WORD)
+    if lang == "ko":
+        return RegexTokenizer(lang, KO_WORD)
+    rules = lang if lang in RULE_LANGUAGES else "xx"
+    if rules != lang:
+        return tokenizer(rules)
+    with gzip.open(DATA / f"spacy_{rules}.json.gz", "rt", encoding="utf-8") as f:
+        return RuleTokenizer(json.load(f))
+
+
+def tokenizer(language: str | None = "en") -> WordTokenizer:
+    """The shared word tokenizer for a language (built once per process): spaCy's rules for en, de, fr, es, it,
+    pt, nl, ru, pl; CJK and Korean splitters; spaCy's multi-language rules for other languages. None -> en."""
+    lang = canonical_language(language) or "en"
+    tok = _tokenizers.get(lang)
+    if tok is None:
+        with _lock:
+            tok = _tokenizers.get(lang)
+            if tok is None:
+                tok = _tokenizers[lang] = _build(lang)
+    return tok
+
+
+def clear_caches() -> None:
+    """Forget every tokenizer's chunk cache, vocabulary and memo (benchmarks measure cold starts with this)."""
+    with _lock:
+        for tok in _tokenizers.values():
+            tok._max_vocab, saved = -1, tok._max_vocab
+            tok._maybe_reset()
+            tok._max_vocab = saved
+
+
+def split_words(text: str, language: str | None = None) -> list[str]:
+    """Words of `text` (punctuation tokens included), split as `language` wants; None means English."""
+    return tokenizer(language).words(text)
+
+
+def split_sentences(text: str, language: str | None = None) -> list[str]:
+    """Sentences of `text`: spaCy's Sentencizer rules, or 。！？ and line breaks for CJK."""
+    return tokenizer(language).split_sentences(text)
+
+
+def count_sentences(text: str, language: str | None = None) -> int:
+    """Number of sentences in `text`: spaCy's Sentencizer rules, or 。！？ and line breaks for CJK."""
+    return tokenizer(language).count_sentences(text)
