@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.errors import InputError
@@ -30,11 +31,16 @@ class ParquetReader(Reader):
     columns: dict[str, str] = field(default_factory=dict)
     # Input columns carried to the output besides the core ones; None carries them all.
     keep_columns: list[str] | None = None
+    # A row holding bytes that are not UTF-8 in a string column: `reject` it (invalid_utf8), or `replace` them with
+    # U+FFFD and keep it (counted as replaced_invalid_utf8).
+    on_invalid_utf8: str = "reject"
 
     def __post_init__(self) -> None:
         bad = set(self.columns) - {ID, TEXT, URL, SOURCE}
         if bad:
             raise InputError(f"input.columns may map only id, text, url, source; got {sorted(bad)}")
+        if self.on_invalid_utf8 not in ("reject", "replace"):
+            raise InputError(f"input.on_invalid_utf8 must be reject or replace, not {self.on_invalid_utf8!r}")
         self._schema: pa.Schema | None = None
 
     def units(self) -> list[ReadUnit]:
@@ -100,38 +106,114 @@ class ParquetReader(Reader):
 
     def read(self, unit: ReadUnit) -> Iterator[pa.Table]:
         schema = self.schema()
+        groups, first_row, rel = unit.options
         try:
             pf = pq.ParquetFile(open_input(unit.path, compression=None))
-            groups, first_row, rel = unit.options
-            batches = pf.iter_batches(batch_size=self.batch_rows, row_groups=list(groups) if groups else None)
-            row = first_row
-            for rb in batches:
-                t = pa.Table.from_batches([rb])
-                yield self._to_core(t, rel, unit.path, row, schema)
-                row += t.num_rows
         except (pa.ArrowException, OSError) as e:
+            # no footer, no row count: the file is one rejected record
             log.warning("unreadable Parquet file %s: %s", unit.path, e)
             placeholder = pa.table({ID: [unit.key], SOURCE: [unit.path]})
             yield reject_rows(conform(placeholder, schema), "unreadable_parquet")
+            return
+        meta = pf.metadata
+        row = first_row
+        # Row group by row group: damage in one costs its own rows (their number is in the footer), not the file's.
+        for g in groups if groups else range(meta.num_row_groups):
+            n = meta.row_group(g).num_rows
+            done = 0
+            batches = pf.iter_batches(batch_size=self.batch_rows, row_groups=[g])
+            while done < n:
+                try:
+                    rb = next(batches)
+                except StopIteration:
+                    break
+                except (pa.ArrowException, OSError) as e:
+                    log.warning("%s: row group %d unreadable after %d of its %d rows: %s", unit.path, g, done, n, e)
+                    ids = [f"{rel}:{row + i}" for i in range(done, n)]
+                    placeholder = pa.table({ID: ids, SOURCE: [unit.path] * len(ids)})
+                    yield reject_rows(conform(placeholder, schema), "corrupt_row_group")
+                    break
+                t = pa.Table.from_batches([rb])
+                try:
+                    core = self._to_core(t, rel, unit.path, row + done, schema)
+                except pa.ArrowException as e:  # a column this file types differently, e.g. a struct id
+                    log.warning("%s: rows %d.. of row group %d: %s", unit.path, done, g, e)
+                    ids = [f"{rel}:{row + done + i}" for i in range(t.num_rows)]
+                    placeholder = pa.table({ID: ids, SOURCE: [unit.path] * len(ids)})
+                    core = reject_rows(conform(placeholder, schema), "invalid_column_type")
+                    yield core
+                else:
+                    yield from self._checked(core)
+                done += t.num_rows
+            row += n
+
+    def _checked(self, t: pa.Table) -> Iterator[pa.Table]:
+        """`t`, its rows holding bytes that are not UTF-8 in a string column rejected (invalid_utf8) or repaired
+        with U+FFFD (on_invalid_utf8: replace). Parquet readers do not check: such a string would break a stage
+        or be written on as it is."""
+        bad = None
+        for i, f in enumerate(t.schema):
+            if not (pa.types.is_string(f.type) or pa.types.is_large_string(f.type)):
+                continue
+            col = t.column(i)
+            try:
+                col.validate(full=True)
+                continue
+            except pa.ArrowInvalid:
+                pass
+            # this batch holds a bad value: find its rows and repair them (this path runs only for such a batch)
+            raw = col.cast(pa.large_binary() if pa.types.is_large_string(f.type) else pa.binary()).to_pylist()
+            fixed: list[str | None] = []
+            mask: list[bool] = []
+            for v in raw:
+                try:
+                    fixed.append(None if v is None else v.decode("utf-8"))
+                    mask.append(False)
+                except UnicodeDecodeError:
+                    fixed.append(v.decode("utf-8", errors="replace"))
+                    mask.append(True)
+            t = t.set_column(i, f, pa.array(fixed, f.type))
+            m = pa.array(mask)
+            bad = m if bad is None else pc.or_(bad, m)
+        if bad is None:
+            yield t
+            return
+        if self.on_invalid_utf8 == "replace":
+            self.count("replaced_invalid_utf8", pc.sum(bad).as_py())
+            yield t
+            return
+        kept = t.filter(pc.invert(bad))
+        if kept.num_rows:
+            yield kept
+        yield reject_rows(t.filter(bad), "invalid_utf8")
 
     def _to_core(self, t: pa.Table, rel: str, path: str, first_row: int, schema: pa.Schema) -> pa.Table:
         found = self._source_names(t.column_names)
         n = t.num_rows
         cols: dict[str, pa.Array | pa.ChunkedArray] = {}
         cols[ID] = (
-            t.column(found[ID]).cast(pa.string())
+            _as_string(t.column(found[ID]))
             if ID in found
             else pa.array([f"{rel}:{first_row + i}" for i in range(n)], pa.string())
         )
-        cols[TEXT] = t.column(found[TEXT]).cast(pa.string()) if TEXT in found else pa.nulls(n, pa.string())
-        cols[URL] = t.column(found[URL]).cast(pa.string()) if URL in found else pa.nulls(n, pa.string())
-        cols[SOURCE] = (
-            t.column(found[SOURCE]).cast(pa.string()) if SOURCE in found else pa.array([path] * n, pa.string())
-        )
+        cols[TEXT] = _as_string(t.column(found[TEXT])) if TEXT in found else pa.nulls(n, pa.string())
+        cols[URL] = _as_string(t.column(found[URL])) if URL in found else pa.nulls(n, pa.string())
+        cols[SOURCE] = _as_string(t.column(found[SOURCE])) if SOURCE in found else pa.array([path] * n, pa.string())
         for f in schema:
             if f.name not in cols:
                 cols[f.name] = t.column(f.name) if f.name in t.column_names else pa.nulls(n, f.type)
         return pa.table(cols)
+
+
+def _as_string(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A column as strings; binary is reinterpreted unchecked (its bad rows are found afterwards, row by row,
+    where a cast would refuse the whole batch)."""
+    if pa.types.is_binary(col.type):
+        return pa.chunked_array([c.view(pa.string()) for c in col.chunks], pa.string())
+    if pa.types.is_large_binary(col.type):
+        col = pa.chunked_array([c.view(pa.large_string()) for c in col.chunks], pa.large_string())
+        return pa.chunked_array([c.cast(pa.string(), safe=False) for c in col.chunks], pa.string())
+    return col.cast(pa.string())
 
 
 def common_root(files: list[str]) -> str:
