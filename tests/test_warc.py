@@ -395,3 +395,94 @@ def test_gzip_magic_inside_payloads_does_not_fool_the_splitter(tmp_path):
     reader = WarcReader(path=str(path), split_bytes=len(b"".join(recs)) // 5)
     urls = [u for unit in reader.units() for t in reader.read(unit) for u in t.column("url").to_pylist()]
     assert sorted(urls) == sorted(f"http://example.com/{i}" for i in range(20))
+
+
+# -- one bad byte in a record's headers costs that record, never its neighbours (issue 10) -----------------------
+
+
+def _with_damaged(gz: bool, target: int, old: bytes, new: bytes, n: int = 5) -> bytes:
+    """n HTML responses, record `target` with its first `old` replaced by `new` (before compression)."""
+    plain = [record(i, gz=False) for i in range(n)]
+    assert old in plain[target]
+    plain[target] = plain[target].replace(old, new, 1)
+    return b"".join(gzip.compress(p) for p in plain) if gz else b"".join(plain)
+
+
+def _length(i: int) -> bytes:
+    rec = record(i, gz=False)
+    start = rec.index(b"Content-Length: ") + len(b"Content-Length: ")
+    return rec[start : rec.index(b"\r\n", start)]
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gz"])
+def test_a_content_length_too_long_swallows_no_neighbour(tmp_path, gz):
+    length = _length(1)
+    path = write(tmp_path, "long.warc" + (".gz" if gz else ""), _with_damaged(gz, 1, length, b"9" + length))
+    kept, rejected = read_all(path)
+    assert [r["url"][-1] for r in kept] == ["0", "2", "3", "4"]  # plain: records 2-4 were part of record 1
+    assert [(r["url"], r[REASON]) for r in rejected] == [
+        ("http://example.com/1", "corrupt_record" if not gz else "truncated_record")
+    ]
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gz"])
+def test_a_content_length_too_short_rejects_the_record_instead_of_keeping_half(tmp_path, gz):
+    length = _length(1)
+    short = str(int(length) - 40).encode()
+    path = write(tmp_path, "short.warc" + (".gz" if gz else ""), _with_damaged(gz, 1, length, short))
+    kept, rejected = read_all(path)
+    assert [r["url"][-1] for r in kept] == ["0", "2", "3", "4"]
+    assert all(r["html"] == PAGE % int(r["url"][-1]) for r in kept)
+    assert [(r["url"], r[REASON]) for r in rejected] == [("http://example.com/1", "corrupt_record")]
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (b"Content-Length: 1", b"Content-Length: \xff"),  # warcio reads a garbled length as 0
+        (b"WARC-Type: response", b"WARC-Type: respo\xffse"),  # not a WARC type: was it a document?
+        (b"HTTP/1.1 200 OK", b"HTTP/1.1 2\xff0 OK"),  # not a status
+    ],
+    ids=["length", "type", "status"],
+)
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gz"])
+def test_a_garbled_header_is_a_rejected_record_not_a_skipped_one(tmp_path, gz, old, new):
+    path = write(tmp_path, "g.warc" + (".gz" if gz else ""), _with_damaged(gz, 1, old, new))
+    kept, rejected = read_all(path)
+    assert [r["url"][-1] for r in kept] == ["0", "2", "3", "4"]
+    assert [r[REASON] for r in rejected] == ["corrupt_record"]
+
+
+def test_a_garbled_content_type_is_sniffed(tmp_path):
+    path = write(tmp_path, "t.warc.gz", _with_damaged(True, 1, b"text/html;", b"text/h\xffml;"))
+    kept, rejected = read_all(path)
+    assert [r["url"][-1] for r in kept] == ["0", "1", "2", "3", "4"] and not rejected
+    assert kept[1]["content_type"] == "text/html"
+
+
+def test_a_plain_warc_without_blank_lines_between_records_reads_whole(tmp_path):
+    recs = [record(i, gz=False) for i in range(4)]
+    assert all(r.endswith(b"\r\n\r\n") for r in recs)
+    kept, rejected = read_all(write(tmp_path, "tight.warc", b"".join(r[:-4] for r in recs)))
+    assert [r["url"][-1] for r in kept] == ["0", "1", "2", "3"] and not rejected
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gz"])
+def test_any_one_bad_byte_in_a_records_headers_costs_at_most_that_record(tmp_path, gz):
+    plain = [record(i, gz=False) for i in range(4)]
+    target = plain[1]
+    headers_end = target.index(b"\r\n\r\n", target.index(b"\r\n\r\n") + 4) + 4  # WARC and HTTP headers
+    path = tmp_path / ("f.warc.gz" if gz else "f.warc")
+    for offset in range(headers_end):
+        for byte in (b"\xff", b"9", b"\n"):
+            if target[offset : offset + 1] == byte:
+                continue
+            damaged = [*plain[:1], target[:offset] + byte + target[offset + 1 :], *plain[2:]]
+            path.write_bytes(b"".join(gzip.compress(p) for p in damaged) if gz else b"".join(damaged))
+            kept, rejected = read_all(path)
+            where = (offset, byte, target[max(0, offset - 12) : offset + 12])
+            # the neighbours are read, intact; the damaged record is kept (its damage may not show), rejected or
+            # (a valid-looking other status or type) skipped, and never counted twice
+            pages = Counter((r["url"], r["html"]) for r in kept)
+            assert all(pages[(f"http://example.com/{i}", PAGE % i)] == 1 for i in (0, 2, 3)), where
+            assert len(kept) + len(rejected) <= 4, where

@@ -57,6 +57,12 @@ WARC_SCHEMA = pa.schema(
 )
 
 _GZIP_MAGIC = b"\x1f\x8b\x08"
+# The record types WARC 1.1 defines (section 6); any other is a damaged header.
+_WARC_TYPES = {"warcinfo", "response", "resource", "request", "metadata", "revisit", "conversion", "continuation"}
+# An absolute URI starts with a scheme (RFC 3986 section 3.1).
+_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:")
+# type/subtype, each an RFC 9110 token
+_MIME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+/[!#$%&'*+.^_`|~0-9a-z-]+")
 _CRAWL_IN_PATH = re.compile(r"CC-MAIN-\d{4}-\d{2}")
 _PLAIN_RECORD = re.compile(rb"(?:^|\n)(WARC/\d\.\d+\r?\n)")
 _SCAN_CHUNK = 1 << 20
@@ -68,6 +74,14 @@ _SPLITTABLE_PROTOCOLS = {"file", "local", "s3", "s3a", "gs", "gcs", "abfs", "az"
 
 class _SingleStream(Exception):
     """The file is one gzip stream around many records; it must be read front to back."""
+
+
+class _Resync(Exception):
+    """Read on from the first record that starts after byte `offset` (what came before is accounted for)."""
+
+    def __init__(self, offset: int) -> None:
+        super().__init__(offset)
+        self.offset = offset
 
 
 class _Damaged(Exception):
@@ -211,8 +225,20 @@ class WarcReader(Reader):
                     offset = it.offset
                     if end is not None and offset >= end:
                         return
-                    yield self._convert(record, rel, offset, n, skipped)
-                    # warcio reads the rest of a record (the bytes of a skipped or oversized payload) lazily
+                    item = self._convert(record, rel, offset, n, skipped)
+                    resync = _misframed(it, record, raw, gz, offset)
+                    document_typed = (record.rec_type or "").lower() in self._record_types
+                    if resync == offset and (item[0] != "skip" or document_typed):
+                        # The record's Content-Length is wrong: its payload is not what the record holds (cut
+                        # short, or the records after it swallowed), and a document-typed record skipped for what
+                        # its payload looked like may have been one. Reject it; read on from the next record.
+                        row = {k: v for k, v in item[1].items() if k not in (HTML, TEXT, "reason")}
+                        row.setdefault(ID, _record_id(record, rel, offset, n))
+                        row.setdefault(URL, _clean_uri(record.rec_headers.get_header("WARC-Target-URI")))
+                        item = ("reject", {**row, "reason": "corrupt_record"})
+                    yield item
+                    if resync is not None:
+                        raise _Resync(resync)
                 offset = it.offset
                 pos = None
                 # warcio ends quietly at a gzip member cut short; bytes left over mean a record was lost there
@@ -223,6 +249,8 @@ class WarcReader(Reader):
                 at = it.offset if e.offset is None else e.offset
                 yield "reject", _placeholder(rel, e.reason, at)
                 pos = _next_record(raw, at, gz, end)
+            except _Resync as e:
+                pos = _next_record(raw, e.offset, gz, end)
 
     def _stream(
         self, raw: BinaryIO, rel: str, kind: str, skipped: Counter[str], skip: int = 0
@@ -262,19 +290,23 @@ class WarcReader(Reader):
         self, record: Any, rel: str, offset: int | None, n: int, skipped: Counter[str]
     ) -> tuple[str, dict[str, Any]]:
         headers = record.rec_headers
-        if record.format == "warc" and not (headers.get_header("WARC-Type") and headers.get_header("Content-Length")):
-            # without these warcio cannot know where the record ends: what follows is unreliable
+        if record.format == "warc" and not (
+            headers.get_header("WARC-Type") and (headers.get_header("Content-Length") or "").strip().isdigit()
+        ):
+            # without these warcio cannot know where the record ends (it takes a garbled length for 0): what
+            # follows is unreliable
             raise _Damaged("corrupt_record", offset)
         rec_type = (record.rec_type or "").lower()
+        if record.format == "warc" and rec_type not in _WARC_TYPES:
+            # not a type WARC defines: a damaged header, which hides whether the record was a document
+            url = _clean_uri(headers.get_header("WARC-Target-URI"))
+            return "reject", {ID: _record_id(record, rel, offset, n), URL: url, "reason": "corrupt_record"}
         if rec_type not in self._record_types:
             skipped[rec_type or "untyped"] += 1
             return "skip", {}
         url = _clean_uri(headers.get_header("WARC-Target-URI"))
-        rid = headers.get_header("WARC-Record-ID")
-        if not rid or record.format == "arc2warc":  # warcio invents a random id for ARC records: not stable
-            rid = f"{rel}@{offset}" if offset is not None else f"{rel}#{n}"
         date = headers.get_header("WARC-Date")
-        base: dict[str, Any] = {ID: rid, URL: url, DATE: date}
+        base: dict[str, Any] = {ID: _record_id(record, rel, offset, n), URL: url, DATE: date}
         if rec_type == "conversion":
             mime, charset = "text/plain", "utf-8"
         else:
@@ -284,24 +316,30 @@ class WarcReader(Reader):
             identified = headers.get_header("WARC-Identified-Payload-Type")
             if identified:
                 mime = _parse_content_type(identified)[0]
+            if http is not None and rec_type == "response" and not re.fullmatch(r"\d{3}", http.get_statuscode() or ""):
+                # a status line that is not one hides whether the page was a document
+                return "reject", {**base, "reason": "corrupt_record"}
             if http is not None and self._statuses and rec_type == "response":
                 status = http.get_statuscode()
                 if not (status or "").isdigit() or int(status) not in self._statuses:
                     skipped[f"status_{status or 'none'}"] += 1
                     return "skip", {}
-            if mime is None or mime == "application/octet-stream":
-                mime = None  # decided by sniffing the payload below
+            if mime is None or mime == "application/octet-stream" or not _MIME.fullmatch(mime):
+                mime = None  # decided by sniffing the payload below (also a type garbled past parsing)
             elif mime not in self._content_types:
                 skipped["content_type"] += 1
                 return "skip", {}
         base.update({CONTENT_TYPE: mime, CHARSET: charset})
-        if url is None:
-            return "reject", {**base, "reason": "corrupt_record"}
+        if url is None or not _SCHEME.match(url):
+            return "reject", {**base, "reason": "corrupt_record"}  # no absolute URI: a garbled header
         try:
             payload = record.content_stream().read(self.max_payload_bytes + 1)
         except Exception as e:  # a payload warcio cannot decode (broken chunking, gzip, deflate, brotli)
             log.debug("%s: undecodable payload of %s: %s", rel, url, e)
             raise _Damaged("corrupt_payload", offset) from e
+        if rec_type == "response" and record.http_headers is None and payload.startswith(b"HTTP/"):
+            # warcio parses HTTP headers for http(s) URIs only: a garbled scheme left them in the payload
+            return "reject", {**base, "reason": "corrupt_record"}
         if len(payload) > self.max_payload_bytes:
             return "reject", {**base, "reason": "payload_too_large"}
         # Drain what the decoders left (e.g. bytes after a terminal chunk), so a shortfall means the file ended
@@ -363,6 +401,47 @@ def _guarded(it: Any, single_stream_ok: bool = False) -> Iterator[Any]:
                 raise _SingleStream() from e
             raise _Damaged("corrupt_record", None) from e
         yield record
+
+
+def _record_id(record: Any, rel: str, offset: int | None, n: int) -> str:
+    """WARC-Record-ID, else the record's place in the file."""
+    rid = record.rec_headers.get_header("WARC-Record-ID")
+    if not rid or record.format == "arc2warc":  # warcio invents a random id for ARC records: not stable
+        rid = f"{rel}@{offset}" if offset is not None else f"{rel}#{n}"
+    return str(rid)
+
+
+def _misframed(it: Any, record: Any, raw: BinaryIO, gz: bool, offset: int) -> int | None:
+    """None when the record ends where the next one begins (or the file ends); else the offset to resynchronise
+    after: the record's own (its Content-Length is wrong), or just before a record that follows it without the
+    blank lines WARC asks for (warcio would take that record's first line for a blank one)."""
+    try:
+        while record.raw_stream.read(1 << 16):  # the payload of a skipped record is not read yet
+            pass
+    except Exception as e:
+        raise _Damaged("corrupt_record", None) from e
+    if gz:
+        # inside a gzip member, anything but blank lines after the block means the length was short
+        errors = it.err_count
+        try:
+            it.read_to_end()
+        except Exception as e:
+            raise _Damaged("corrupt_record", None) from e
+        return None if it.err_count == errors else offset
+    here = raw.tell()
+    block_end = here - it.reader.rem_length()
+    raw.seek(block_end)
+    ahead = raw.read(4096)
+    short = getattr(record.raw_stream, "limit", 0)
+    inner = _next_record(raw, offset, False, None) if short else None
+    raw.seek(here)
+    if inner is not None:
+        return offset  # the file ended inside a block that holds another record: the length was too long
+    if not ahead or ahead.startswith((b"\r\n\r\n", b"\n\n")) or not ahead.strip(b"\r\n"):
+        return None  # the two newlines WARC puts after a block (what follows them is the next record's business)
+    if ahead.startswith(b"WARC/"):
+        return block_end - 1  # a writer that leaves them out: the next record starts right here
+    return offset
 
 
 def _placeholder(rel: str, reason: str, offset: int | None = None, n: int | None = None) -> dict[str, Any]:
