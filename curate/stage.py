@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple, Protocol
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from curate.counting import Counting
 from curate.doc import Columns, Doc
@@ -270,29 +271,41 @@ KEY_COLUMN = "__group_key__"
 
 @dataclass(kw_only=True)
 class GroupFilter(GlobalStage):
-    """A global filter that decides by looking at all documents sharing a key (exact dedup, URL dedup)."""
+    """A global filter that decides by looking at all documents sharing a key (exact dedup, URL dedup).
+
+    Only the key, the id and the stage's rank columns are shuffled, never the text; a document whose key is null
+    is in no group. A rejected document's `duplicate_of` names the document its group kept."""
+
+    rejected_columns: ClassVar[dict[str, pa.DataType]] = {"duplicate_of": pa.string()}
 
     def key_batch(self, batch: pa.Table) -> pa.Array:
-        """One grouping key per document (e.g. a text hash)."""
+        """One grouping key per document (e.g. a text hash); null: the document is in no group."""
         raise NotImplementedError
 
+    def rank_batch(self, batch: pa.Table) -> dict[str, pa.Array]:
+        """Extra columns reject_group decides by (e.g. the text's length), computed before the shuffle."""
+        return {}
+
     def reject_group(self, batch: pa.Table) -> pa.Array | list[str | None]:
-        """Reasons for a table that holds whole key groups (key in column KEY_COLUMN); null keeps."""
+        """Reasons for a table that holds whole key groups (columns KEY_COLUMN, id and the rank columns)."""
         raise NotImplementedError
 
     def apply_global(self, docs: Docs) -> Docs:
-        def add_key(batch: pa.Table) -> pa.Table:
-            if KEY_COLUMN in batch.column_names:
-                batch = batch.drop_columns([KEY_COLUMN])
-            return batch.append_column(KEY_COLUMN, self.key_batch(batch))
+        def rows(batch: pa.Table) -> pa.Table:
+            cols = {KEY_COLUMN: self.key_batch(batch), "id": batch.column("id"), **self.rank_batch(batch)}
+            return pa.table(cols)
 
-        def decide(batch: pa.Table) -> pa.Table:
-            reasons = _reasons_array(self.reject_group(batch), batch.num_rows, self)
+        def decide(group: pa.Table) -> pa.Table:
+            reasons = _reasons_array(self.reject_group(group), group.num_rows, self)
             if reasons is None:
-                reasons = pa.nulls(batch.num_rows, pa.string())
-            return batch.drop_columns([KEY_COLUMN]).append_column("reason", reasons)
+                return pa.table({})
+            kept = group.filter(pc.is_null(reasons))
+            first = kept.group_by(KEY_COLUMN).aggregate([("id", "min")]).rename_columns([KEY_COLUMN, "duplicate_of"])
+            out = group.select([KEY_COLUMN, "id"]).append_column("reason", reasons).filter(pc.is_valid(reasons))
+            keys = pc.index_in(out.column(KEY_COLUMN), value_set=first.column(KEY_COLUMN))
+            return out.drop_columns([KEY_COLUMN]).append_column("duplicate_of", first.column("duplicate_of").take(keys))
 
-        return docs.map_batches(add_key).partition_by(KEY_COLUMN, decide)
+        return docs.join(docs.derive(rows).group_by(KEY_COLUMN, decide), on="id")
 
 
 # -- decorators: a plain function becomes a stage -----------------------------------------------------------

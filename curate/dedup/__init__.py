@@ -1,1 +1,1 @@
-"""Global dedup stages: exact text, URL (and MinHash near-duplicates)."""
+"""Global dedup stages: exact text and URL (exact.py), MinHash near-duplicates (minhash.py)."""

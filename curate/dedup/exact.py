@@ -61,10 +61,11 @@ class UrlDedup(GroupFilter):
     def key_batch(self, batch: pa.Table) -> pa.Array:
         return pa.array([_url_key(u) for u in batch.column("url").to_pylist()], pa.string())
 
+    def rank_batch(self, batch: pa.Table) -> dict[str, pa.Array]:
+        return {"__len__": pc.utf8_length(pc.fill_null(batch.column("text"), ""))}
+
     def reject_group(self, batch: pa.Table) -> list[str | None]:
-        lengths = pc.utf8_length(pc.fill_null(batch.column("text"), ""))
-        t = batch.append_column("__len__", lengths)
-        return _first_per_key(t, [("__len__", "descending"), ("id", "ascending")], "duplicate_url")
+        return _first_per_key(batch, [("__len__", "descending"), ("id", "ascending")], "duplicate_url")
 
 
 def _url_key(url: str | None) -> str | None:

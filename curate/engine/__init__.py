@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from curate.config import Pipeline
-from curate.engine.core import Phase, build_stats, plan_phases, preflight, rejected_schemas, stage_schemas
+from curate.engine.core import Phase, UnitSkip, build_stats, plan_phases, preflight, rejected_schemas, stage_schemas
 from curate.errors import ConservationError, CurateError
 from curate.io import sink
 from curate.io.base import Reader, ReadUnit
@@ -75,7 +75,7 @@ def run(
                     executor.run_phase, phase, reader, units, skip, writer, f"a{attempt}p{phase.index}"
                 )
                 for sid, stage in ran:  # driver-side figures of global stages (clusters, rounds), once per phase
-                    counters = stage.__dict__.pop("_counters", None) or {}
+                    counters = stage.take_counts()
                     state.global_done(phase.index, sid, counters, time.time() - phase_started)
                 finished = state.units(phase.index)
                 missing = [u.key for u in units if u.key not in finished]
@@ -103,7 +103,7 @@ def _executor(runner: str, pipeline: Pipeline, address: str | None) -> Any:
 
 def _phase_input(
     pipeline: Pipeline, phase: Phase, state: RunState, schemas: dict[str, Any]
-) -> tuple[Reader, list[ReadUnit], frozenset[str] | None]:
+) -> tuple[Reader, list[ReadUnit], dict[str, UnitSkip] | None]:
     """What a phase reads, minus what earlier attempts committed (phases that start with a global stage redo)."""
     if phase.index > 0 or phase.starts_global:
         state.discard_phase(phase.index)
@@ -136,21 +136,33 @@ def _phase_input(
     done = {k for k, n in totals.items() if written.get(k, 0) == n}
     partial = set(written) - done
     todo = [u for u in units if u.key not in done]
-    skip: set[str] = set()
-    for c in commits:
-        if partial & set(c["units"]):
-            for f in c["files"]:
-                skip.update(
-                    pq.read_table(sink.join(pipeline.output.path, f["path"]), columns=["id"]).column("id").to_pylist()
-                )
+    skip = _unit_skips(pipeline.output.path, commits, partial)
     log.info(
         "resume: %d of %d input unit(s) already done, %d partly (%d documents already written are skipped)",
         len(done),
         len(units),
         len(partial),
-        len(skip),
+        sum(len(s.first) + sum(s.copies.values()) for s in skip.values()),
     )
-    return reader, todo, frozenset(skip) or None
+    return reader, todo, skip or None
+
+
+def _unit_skips(out: str, commits: list[dict[str, Any]], partial: set[str]) -> dict[str, UnitSkip]:
+    """Per partly committed unit, the documents its commits already hold (from each commit's ids sidecar)."""
+    first: dict[str, set[str]] = {u: set() for u in partial}
+    copies: dict[str, dict[str, int]] = {u: {} for u in partial}
+    for c in commits:
+        if not partial & set(c["units"]):
+            continue
+        ids = pq.read_table(sink.join(out, c["ids"])).to_pydict()
+        for doc_id, unit, copy in zip(ids["id"], ids["unit"], ids["copy"]):
+            if unit not in partial:
+                continue
+            if copy:
+                copies[unit][doc_id] = copies[unit].get(doc_id, 0) + 1
+            else:
+                first[unit].add(doc_id)
+    return {u: UnitSkip(frozenset(first[u]), copies[u]) for u in partial}
 
 
 def _finish(out: str, state: RunState, phases: list[Phase], stats: dict[str, Any]) -> None:

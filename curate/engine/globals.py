@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 
 from curate.errors import StageError
 from curate.io.sink import SIDE_DIR, put_parquet
-from curate.schema import ID, REASON, RESERVED, STAGE
+from curate.schema import ID, REASON, RESERVED, STAGE, UNIT
 from curate.stage import Stage
 
 
@@ -187,9 +187,41 @@ def run_global(ctx: GlobalContext, docs: Any) -> tuple[Any, Stage]:
 
     stage = ctx.spec.build()
     setup_stage(ctx.sid, stage)
-    out = stage.apply_global(docs)  # type: ignore[attr-defined]
+    out = stage.apply_global(reject_later_copies(docs, ctx.sid))  # type: ignore[attr-defined]
 
     def finish(t: pa.Table) -> pa.Table:
         return finish_global(t, stage, ctx.sid, ctx.input_names)
 
     return out.all_batches(finish), stage
+
+
+def reject_later_copies(docs: Any, sid: str) -> Any:
+    """Global stages name documents by id, so an id must be unique: a copy of an id from a later read unit (in
+    unit-key order, the same on every runner) is rejected as duplicate_id before the stage sees the documents.
+    Copies within one unit were already rejected while reading. Costs one shuffle of (id, unit) pairs; the pairs
+    of duplicated ids, normally none, come to the driver."""
+
+    def later(t: pa.Table) -> pa.Table:
+        g = t.group_by(ID).aggregate([(UNIT, "min"), (UNIT, "count")])
+        g = g.filter(pc.greater(g.column(f"{UNIT}_count"), 1))
+        if g.num_rows == 0:
+            return pa.table({})
+        rows = join_by(t.filter(pc.is_in(t.column(ID), value_set=g.column(ID))), g.select([ID, f"{UNIT}_min"]), ID, sid)
+        return rows.filter(pc.not_equal(rows.column(UNIT), rows.column(f"{UNIT}_min"))).select([ID, UNIT])
+
+    bad = docs.derive_units(lambda b: b.select([ID, UNIT])).group_by(ID, later).collect()
+    if bad.num_rows == 0:
+        return docs
+    keys = pa.array(pc.binary_join_element_wise(bad.column(UNIT), bad.column(ID), "\x00"), pa.string())
+
+    def mark(batch: pa.Table) -> pa.Table:
+        mine = pc.binary_join_element_wise(batch.column(UNIT), batch.column(ID), "\x00")
+        hit = pc.and_(pc.fill_null(pc.is_in(mine, value_set=keys), False), pc.is_null(batch.column(REASON)))
+        if not pc.any(hit).as_py():
+            return batch
+        for name, value in ((REASON, "duplicate_id"), (STAGE, sid)):
+            col = pc.if_else(hit, pa.scalar(value, pa.string()), batch.column(name))
+            batch = batch.set_column(batch.schema.get_field_index(name), name, col)
+        return batch
+
+    return docs.all_batches(mark)

@@ -14,11 +14,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.config import Pipeline
-from curate.engine.core import Ledger, Phase, SegmentRunner, read_unit
+from curate.engine.core import Ledger, Phase, SegmentRunner, UnitSkip, read_unit
 from curate.engine.globals import GlobalContext, concat, drop_null_keys, join_by, live_only, run_global
 from curate.io.base import Reader, ReadUnit, expand_paths
 from curate.io.sink import ShardWriter
-from curate.schema import REASON
+from curate.schema import REASON, RESERVED, UNIT
 from curate.stage import Stage
 
 
@@ -89,6 +89,11 @@ class LocalDocs:
             self._live(collect)(t)
         return LocalTable(out)
 
+    def derive_units(self, fn: Callable[[pa.Table], pa.Table]) -> LocalTable:
+        """derive() for the engine itself: the live documents with their read unit."""
+        tables = [t.filter(pc.is_null(t.column(REASON))) for t in self.tables]
+        return LocalTable([fn(t.drop_columns([c for c in RESERVED if c != UNIT])) for t in tables if t.num_rows])
+
     def join(self, table: LocalTable, on: str = "id") -> LocalDocs:
         right = table.collect()
         if not right.num_columns:
@@ -145,7 +150,7 @@ class LocalExecutor:
         phase: Phase,
         reader: Reader,
         units: list[ReadUnit],
-        skip_ids: frozenset[str] | None,
+        skip: dict[str, UnitSkip] | None,
         writer: ShardWriter,
         write_prefix: str,
     ) -> list[tuple[str, Stage]]:
@@ -157,7 +162,7 @@ class LocalExecutor:
 
         def source() -> Iterator[pa.Table]:
             for unit in units:
-                yield from read_unit(reader, unit, done, skip_ids)
+                yield from read_unit(reader, unit, done, (skip or {}).get(unit.key))
 
         stream: Iterable[pa.Table] = source()
         ran: list[tuple[str, Stage]] = []

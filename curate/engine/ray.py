@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.config import Pipeline
-from curate.engine.core import Ledger, Phase, Segment, SegmentRunner, read_unit
+from curate.engine.core import Ledger, Phase, Segment, SegmentRunner, UnitSkip, read_unit
 from curate.engine.globals import GlobalContext, concat, drop_null_keys, join_by, live_only, null_spread_key, run_global
 from curate.io import sink
 from curate.io.base import Reader, ReadUnit, expand_paths
@@ -95,7 +95,7 @@ def _datasource(
     reader: Reader,
     units: list[ReadUnit],
     on_done: Callable[[str, int, dict[str, int]], None],
-    skip_ids: frozenset[str] | None,
+    skip: dict[str, UnitSkip] | None,
 ) -> Any:
     from ray.data import Datasource, ReadTask
     from ray.data.block import BlockMetadata
@@ -109,10 +109,11 @@ def _datasource(
 
         def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None, **_: Any) -> list:
             tasks = []
+            per_unit = skip or {}  # each read task carries only its own unit's skip set
             for unit in units:
 
-                def read(unit: ReadUnit = unit) -> Iterable[pa.Table]:
-                    return read_unit(reader, unit, on_done, skip_ids)
+                def read(unit: ReadUnit = unit, left_out: UnitSkip | None = per_unit.get(unit.key)) -> Iterable:
+                    return read_unit(reader, unit, on_done, left_out)
 
                 meta = BlockMetadata(
                     num_rows=None, size_bytes=unit.size_bytes or None, exec_stats=None, input_files=(unit.path,)
@@ -254,6 +255,10 @@ class RayDocs:
     def derive(self, fn: Callable[[pa.Table], pa.Table]) -> RayTable:
         return RayTable(_pyarrow(_derived(fn, keep_unit=False), self.ds), self.partitions)
 
+    def derive_units(self, fn: Callable[[pa.Table], pa.Table]) -> RayTable:
+        """derive() for the engine itself: the live documents with their read unit."""
+        return RayTable(_pyarrow(_derived(fn, keep_unit=True), self.ds), self.partitions)
+
     def join(self, table: RayTable, on: str = "id") -> RayDocs:
         """By read unit, so the documents' text never moves: the narrow (on, unit) pairs of the documents meet the
         table's rows in a shuffle by `on`; the matched rows are written as one small file per unit; then each batch
@@ -280,7 +285,7 @@ class RayDocs:
             joined = join_by(rows, docs_part, on, sid)
             return joined.filter(pc.is_valid(joined.column(UNIT)))
 
-        units = RayTable(_pyarrow(_derived(doc_units, keep_unit=True), self.ds), self.partitions)
+        units = self.derive_units(doc_units)
         rows = right.map_batches(lambda t: conform(t, both))
         matched = units.union(rows).group_by(on, meet)
         written = matched.group_by(UNIT, lambda t: _write_unit_files(t, scratch)).collect()
@@ -437,7 +442,7 @@ class RayExecutor:
         phase: Phase,
         reader: Reader,
         units: list[ReadUnit],
-        skip_ids: frozenset[str] | None,
+        skip: dict[str, UnitSkip] | None,
         writer: ShardWriter,
         write_prefix: str,
     ) -> list[tuple[str, Stage]]:
@@ -447,7 +452,7 @@ class RayExecutor:
         ran: list[tuple[str, Stage]] = []
         workers = min(self.cpus, engine.max_workers or self.cpus)
         on_done = _UnitDone(writer.state, phase.index, self.reporter)
-        source = _datasource(reader, units, on_done, skip_ids)
+        source = _datasource(reader, units, on_done, skip)
         ds = ray.data.read_datasource(source, override_num_blocks=max(1, len(units)))
         for seg in phase.segments:
             ds = self._segment(ds, seg, workers, writer, ran)

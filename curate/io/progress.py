@@ -45,6 +45,10 @@ class RunState:
     def checkpoint_dir(self, phase: int) -> str:
         return f"{CHECKPOINT}/{phase}"
 
+    def ids_dir(self, phase: int) -> str:
+        """Where each commit's (id, unit) sidecar goes, relative to the output."""
+        return f"{PROGRESS}/{phase}/ids"
+
     # -- attempts --------------------------------------------------------------------------------------
     def attempts(self) -> int:
         d = self._p("attempts")

@@ -23,8 +23,9 @@ from fsspec.core import url_to_fs
 from curate.config import Output
 from curate.errors import OutputError
 from curate.io.base import join  # noqa: F401  (re-exported: sink.join is used by the engine and the CLI)
+from curate.io.lock import LOCK_DIR
 from curate.io.progress import RunState
-from curate.schema import REASON, RESERVED, STAGE, UNIT, collect_figures, conform
+from curate.schema import INPUT_STAGE, REASON, RESERVED, STAGE, UNIT, collect_figures, conform
 
 DATA_DIR = "data"
 REJECTED_DIR = "rejected"
@@ -70,6 +71,8 @@ class ShardWriter:
             units = pc.value_counts(pc.fill_null(table.column(UNIT), "")).to_pylist()
             record["units"] = {u["values"]: u["counts"] for u in units}
         record["stages"] = collect_figures(table)
+        if self.phase == 0 and UNIT in table.column_names:
+            record["ids"] = self._write_ids(table, write_id)
         reasons = table.column(REASON) if REASON in table.column_names else pa.nulls(table.num_rows, pa.string())
         kept_mask = pc.is_null(reasons)
         kept = table.filter(kept_mask)
@@ -95,6 +98,18 @@ class ShardWriter:
                     files += self._write_rows(body, f"{REJECTED_DIR}/{stage}", write_id, "rejected", stage)
         self.state.commit(self.phase, write_id, record)
         return record
+
+    def _write_ids(self, table: pa.Table, write_id: str) -> str:
+        """The (id, unit, copy) of every row of the bundle, for resuming a partly committed unit by id: kept data
+        shards do not carry the unit a row came from. `copy` marks a later copy of an id (duplicate_id)."""
+        copy = pc.and_(
+            pc.fill_null(pc.equal(table.column(STAGE), INPUT_STAGE), False),
+            pc.fill_null(pc.equal(table.column(REASON), "duplicate_id"), False),
+        )
+        ids = pa.table({"id": table.column("id"), "unit": table.column(UNIT), "copy": copy})
+        rel = f"{self.state.ids_dir(self.phase)}/{write_id}.parquet"
+        put_parquet(self.output.path, rel, ids, "zstd", None)
+        return rel
 
     def _write_rows(self, table: pa.Table, subdir: str, write_id: str, kind: str, stage: str | None) -> list[dict]:
         infos = []
@@ -148,15 +163,19 @@ def _sha256(fs: fsspec.AbstractFileSystem, path: str) -> tuple[str, int]:
 
 def prepare(path: str, overwrite: bool, resolved: dict[str, Any]) -> bool:
     """Make the output directory ready. Returns True when it holds an unfinished run of the same pipeline, which
-    is then resumed; refuses to clobber a finished run or a foreign directory unless asked; probes writability."""
+    is then resumed; refuses to clobber a finished run or a foreign directory unless asked; probes writability.
+    The run's lock (OUT/_lock, held by the caller) is neither content nor cleared."""
     fs, root = url_to_fs(path)
     try:
         exists = fs.exists(root)
         if exists and fs.isfile(root):
             raise OutputError(f"output path '{path}' is a file", hint="give a directory for output.path")
-        if exists and fs.ls(root):
+        listed = fs.ls(root, detail=False) if exists else []
+        entries = [e for e in listed if e.rstrip("/").rsplit("/", 1)[-1] != LOCK_DIR]
+        if entries:
             if overwrite:
-                fs.rm(root, recursive=True)
+                for entry in entries:
+                    fs.rm(entry, recursive=True)
             elif fs.exists(join(root, SUCCESS)):
                 raise OutputError(
                     f"output '{path}' already holds a finished run",
