@@ -56,9 +56,11 @@ class Reader(Counting):
         (see curate.schema.reject_rows), never silently dropped."""
         raise NotImplementedError
 
+
 def join(base: str, *parts: str) -> str:
     """`base/part/...` for local paths and fsspec URLs alike (no doubled slashes)."""
     return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+
 
 def _size(path: str) -> int:
     try:
@@ -67,6 +69,7 @@ def _size(path: str) -> int:
     except Exception:
         return 0
 
+
 # Input path schemes curate resolves itself, before fsspec sees the path ("sample:crawl?pages=N" -> a generated
 # local file): name -> fn(path) -> local path(s) or fsspec URL(s). The entry-point group `curate.schemes` is how
 # packages (curate's own sample crawl included) add one; register_scheme() is for code that does it at import time.
@@ -74,12 +77,14 @@ SCHEME_GROUP = "curate.schemes"
 _schemes: dict[str, Callable[[str], str | list[str]]] = {}
 _scheme_entry_points: dict[str, Any] | None = None
 
+
 def register_scheme(name: str, fn: Callable[[str], str | list[str]]) -> None:
     """Resolve input paths `name:...` with `fn(path)`, which returns the local path(s) or fsspec URL(s) to read;
     it overrides an entry point of the same name."""
     if not name or not name.replace("_", "").replace("-", "").isalnum():
         raise ValueError(f"scheme name must be letters, digits, '-' or '_', not {name!r}")
     _schemes[name] = fn
+
 
 def _scheme(path: str) -> Callable[[str], str | list[str]] | None:
     """The resolver of `path`'s scheme, or None when it has none that curate knows (fsspec then opens it)."""
@@ -100,6 +105,7 @@ def _scheme(path: str) -> Callable[[str], str | list[str]] | None:
     except ImportError as e:
         raise InputError(f"input scheme '{name}:' could not be imported: {e}", hint="is its package installed?") from e
     return fn
+
 
 def expand_paths(path: str | list[str], extensions: tuple[str, ...] = ()) -> list[str]:
     """Expand local paths, directories, globs, fsspec URLs and registered schemes into a sorted list of files.
@@ -142,6 +148,7 @@ def expand_paths(path: str | list[str], extensions: tuple[str, ...] = ()) -> lis
         for m in matches:
             out.append(os.path.abspath(m) if local else fs.unstrip_protocol(m))
     return out
+
 
 def open_input(path: str, mode: str = "rb", compression: str | None = "infer") -> Any:
     """Open a local path or fsspec URL for reading, decompressing by extension when asked."""
