@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
+import shlex
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from curate.cliargs import add_pipeline_args
@@ -14,7 +19,7 @@ from curate.errors import CurateError
 
 # Modules that add subcommands through register_cli(subparsers); each is optional and imported lazily enough
 # that `curate --help` stays fast (no torch, no ray at import).
-SUBCOMMAND_MODULES = ("curate.samples", "curate.train.cli", "curate.cluster")
+SUBCOMMAND_MODULES = ("curate.samples", "curate.train.cli", "curate.cluster", "curate.verify")
 
 
 def _setup_logging(verbosity: int) -> None:
@@ -31,9 +36,117 @@ def cmd_run(args: argparse.Namespace) -> int:
     from curate import config, engine
 
     pipeline = config.load(args.pipeline, args.overrides, args.input, args.output)
-    stats = engine.run(pipeline, runner=args.runner, address=args.address, overwrite=args.overwrite)
+    try:
+        with _interrupts(ray=args.runner == "ray"):
+            stats = engine.run(
+                pipeline, runner=args.runner, address=args.address, overwrite=args.overwrite, take_over=args.take_over
+            )
+    except CurateInterrupted as e:
+        _stop_ray()
+        print(interrupted_line(e.signum, pipeline.output.path, getattr(args, "command_line", None)), file=sys.stderr)
+        return e.exit_code
+    except SystemExit as e:
+        if e.code != signal.SIGTERM:
+            raise
+        # SIGTERM while ray.init() runs, before our handler is back: Ray's own handler exits with the signal number
+        _stop_ray()
+        print(interrupted_line(e.code, pipeline.output.path, getattr(args, "command_line", None)), file=sys.stderr)
+        return 128 + signal.SIGTERM
     print(format_stats(stats, pipeline.output.path))
     return 0
+
+
+class CurateInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM, raised in the main thread so that a run unwinds (its lock released, Ray shut down)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # 130 for SIGINT, 143 for SIGTERM, as a shell reports a process they killed
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    # A second signal while the run unwinds kills the process at once (the output stays resumable either way).
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_DFL)
+    raise CurateInterrupted(signum)
+
+
+@contextlib.contextmanager
+def _interrupts(ray: bool) -> Iterator[None]:
+    """SIGINT and SIGTERM raise CurateInterrupted while a run is on. ray.init() installs its own SIGTERM handler
+    and its C++ core a failure handler that dumps a stack trace on SIGTERM, so ours go in again after it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.getsignal(s) for s in signals}
+
+    def install() -> None:
+        for s in signals:
+            signal.signal(s, _on_signal)
+
+    install()
+    hooks: list[Any] | None = None
+    if ray:
+        try:
+            from ray._private import worker  # _post_init_hooks: called at the end of every ray.init()
+
+            hooks = getattr(worker, "_post_init_hooks", None)
+        except ImportError:
+            hooks = None
+        if hooks is not None:
+            hooks.append(install)
+    try:
+        yield
+    finally:
+        if hooks is not None and install in hooks:
+            hooks.remove(install)
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+
+
+def _stop_ray() -> None:
+    """Shut an interrupted run's Ray down ourselves, quietly and at once (its workers stop with it)."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+
+
+def interrupted_line(signum: int, out: str, command_line: list[str] | None) -> str:
+    """One line for an interrupted run: the signal, what the run state says is committed, the command that resumes."""
+    from curate.io import sink
+    from curate.io.progress import RunState
+
+    name = signal.Signals(signum).name
+    argv = [a for a in (command_line if command_line is not None else sys.argv[1:]) if a not in _ONCE_FLAGS]
+    resume = shlex.join(["curate", *argv])
+    try:
+        from fsspec.core import url_to_fs
+
+        fs, root = url_to_fs(out)
+        if fs.exists(sink.join(root, sink.SUCCESS)):
+            return f"interrupted by {name} after the run finished: {out} is complete"
+        state = RunState(out)
+        parts = []
+        for phase in state.phases():
+            commits = state.commits(phase)
+            rejected = sum(sum(r.values()) for c in commits for r in c["counts"]["rejected"].values())
+            docs = sum(c["counts"]["kept"] for c in commits) + rejected
+            done = " (finished)" if state.phase_done(phase) else ""
+            parts.append(f"phase {phase}{done}: {docs:,} documents in {len(commits)} bundle(s)")
+        committed = "; ".join(parts) or "nothing yet"
+    except Exception as e:  # the summary is best effort; the resume command is what matters
+        committed = f"unknown ({e})"
+    return f"interrupted by {name}; committed so far: {committed}; resume with: {resume}"
+
+
+# Flags that must not be repeated when resuming: --overwrite would start over.
+_ONCE_FLAGS = ("--overwrite", "--take-over")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -161,6 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runner", choices=("ray", "local"), default="ray", help="Ray Data (default) or in-process")
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else an embedded local Ray)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in the output directory")
+    p.add_argument(
+        "--take-over",
+        action="store_true",
+        help="take the output over from a run on another host that is dead but whose lock lease has not expired",
+    )
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("validate", help="check a pipeline file without running it")
@@ -188,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = list(sys.argv[1:] if argv is None else argv)
     _setup_logging(-1 if getattr(args, "quiet", False) else getattr(args, "verbose", 0))
     try:
         return int(args.fn(args) or 0)

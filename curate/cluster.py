@@ -1,4 +1,4 @@
-"""Running on a Ray cluster: `curate submit` (Ray's job submission API) and `curate verify` (check an output).
+"""Running on a Ray cluster: `curate submit` (Ray's job submission API); `curate verify` lives in curate.verify.
 
 `curate submit PIPELINE --address http://HEAD:8265` validates the pipeline here, uploads the working directory (your
 pipeline file and your own stage modules) through the job's runtime environment, runs `curate run` on the cluster,
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shlex
 import sys
@@ -125,49 +124,6 @@ def _wait(client: Any, job_id: str, timeout_s: float = 60.0) -> str:
         time.sleep(0.5)
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
-    """Check every shard of a finished output against its manifest: present, same size, same SHA-256, same rows."""
-    import hashlib
-
-    import pyarrow.parquet as pq
-    from fsspec.core import url_to_fs
-
-    from curate.io import sink
-
-    fs, root = url_to_fs(args.output)
-    manifest_path = sink.join(root, sink.MANIFEST)
-    if not fs.exists(manifest_path):
-        unfinished = fs.exists(sink.join(root, sink.PIPELINE))
-        state = "an unfinished run (rerun the same command to resume it)" if unfinished else "not a curate output"
-        raise InputError(f"{args.output} has no {sink.MANIFEST}: {state}")
-    with fs.open(manifest_path, "r") as fh:
-        manifest = json.load(fh)
-    bad = []
-    for shard in manifest["shards"]:
-        path = sink.join(root, shard["path"])
-        try:
-            data = fs.cat_file(path)
-        except FileNotFoundError:
-            bad.append(f"{shard['path']}: missing")
-            continue
-        if len(data) != shard["bytes"] or hashlib.sha256(data).hexdigest() != shard["sha256"]:
-            bad.append(f"{shard['path']}: damaged (size or SHA-256 differs from the manifest)")
-            continue
-        rows = pq.ParquetFile(fs.open(path, "rb")).metadata.num_rows
-        if rows != shard["rows"]:
-            bad.append(f"{shard['path']}: {rows} rows, manifest says {shard['rows']}")
-    if bad:
-        for line in bad:
-            print(f"damaged: {line}", file=sys.stderr)
-        raise InputError(
-            f"{len(bad)} of {len(manifest['shards'])} shard(s) in {args.output} are damaged",
-            hint="rerun the pipeline with --overwrite",
-        )
-    rows = sum(s["rows"] for s in manifest["shards"])
-    print(f"{args.output}: {len(manifest['shards'])} shard(s), {rows:,} rows, all match the manifest")
-    return 0
-
-
 def register_cli(sub: Any) -> None:
     from curate.cliargs import add_pipeline_args
 
@@ -185,7 +141,3 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in the output directory")
     p.add_argument("--no-wait", action="store_true", help="print the job id and return without following the logs")
     p.set_defaults(fn=cmd_submit)
-
-    p = sub.add_parser("verify", help="check a finished output's shards against its manifest")
-    p.add_argument("output", help="the run's output directory")
-    p.set_defaults(fn=cmd_verify)

@@ -1,5 +1,8 @@
 """Resume: a run whose driver is killed part-way finishes when started again with the same command, skipping the
-input already committed, and ends with exactly the output of an uninterrupted run."""
+input already committed, and ends with exactly the output of an uninterrupted run.
+
+The local runner's cases (killed or interrupted in each phase, a damaged shard or checkpoint, changed input, a second
+run) are rows of the fault matrix in tests/test_fault_matrix.py; here: the Ray driver, and a changed pipeline."""
 
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ import sys
 import time
 
 import pytest
-from helpers import SLOW_FILTERS, all_ids, commits, read_ids, write_docs, write_pipeline
+from helpers import SLOW_FILTERS, commits, write_docs, write_pipeline
+from test_fault_matrix import assert_exactly_once, outcome
 
 from curate import config, engine
 
@@ -62,87 +66,21 @@ def _kill_when(proc, condition, timeout=120):
     pytest.fail("the run never reached the point where it should be interrupted")
 
 
-def _reference(workdir):
+@pytest.mark.ray
+@pytest.mark.e2e
+def test_killed_ray_driver_resumes(workdir):
     engine.run(config.load("p.yaml", output_path="ref"), runner="local")
-    return read_ids(workdir / "ref"), sorted(all_ids(workdir / "ref"))
-
-
-def _finish_and_compare(workdir, args, ref):
+    reference = outcome(workdir / "ref")
+    args = ["run", "p.yaml"]  # the Ray runner, on its own embedded Ray, killed with it
+    _kill_when(_start(args, workdir), lambda: commits(workdir / "out", 0) >= 3, timeout=300)
     done = subprocess.run(
         [sys.executable, "-m", "curate.cli", *args], cwd=workdir, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    out = workdir / "out"
-    stats = json.loads((out / "stats.json").read_text())
+    assert "taking over output" in done.stderr  # the killed driver's lock: same host, process gone
+    stats = json.loads((workdir / "out" / "stats.json").read_text())
     assert stats["attempts"] == 2 and stats["conserved"]
-    kept, everything = ref
-    assert read_ids(out) == kept
-    written = sorted(all_ids(out))
-    assert len(written) == len(set(written)) == 200  # every document exactly once, kept or rejected
-    assert written == everything
-    assert not (out / "_progress").exists() and not (out / "_checkpoint").exists()
-    return done
-
-
-@pytest.mark.e2e
-def test_killed_in_the_streaming_phase_resumes_with_fewer_workers(workdir):
-    ref = _reference(workdir)
-    args = ["run", "p.yaml", "--runner", "local"]
-    _kill_when(_start(args, workdir), lambda: commits(workdir / "out", 0) >= 6)
-    out = workdir / "out"
-    assert not (out / "_SUCCESS").exists() and 6 <= commits(out, 0)
-    done = _finish_and_compare(workdir, args + ["--set", "engine.max_workers=1"], ref)
-    assert "resume:" in done.stderr and "already done" in done.stderr
-
-
-@pytest.mark.e2e
-def test_killed_after_the_global_stage_redoes_only_the_last_phase(workdir):
-    ref = _reference(workdir)
-    args = ["run", "p.yaml", "--runner", "local"]
-    out = workdir / "out"
-    _kill_when(_start(args, workdir), lambda: (out / "_progress/0/DONE").exists() and commits(out, 1) >= 2)
-    done = _finish_and_compare(workdir, args, ref)
-    assert "phase 0 already finished" in done.stderr
-
-
-@pytest.mark.ray
-@pytest.mark.e2e
-def test_killed_ray_driver_resumes(workdir):
-    ref = _reference(workdir)
-    args = ["run", "p.yaml"]  # the Ray runner, on its own embedded Ray, killed with it
-    _kill_when(_start(args, workdir), lambda: commits(workdir / "out", 0) >= 3, timeout=300)
-    _finish_and_compare(workdir, args, ref)
-
-
-@pytest.mark.e2e
-def test_a_damaged_committed_shard_is_reported_on_resume(workdir, capsys):
-    from curate.cli import main
-
-    args = ["run", "p.yaml", "--runner", "local"]
-    _kill_when(_start(args, workdir), lambda: commits(workdir / "out", 0) >= 3)
-    shard = (
-        next((workdir / "out" / "data").glob("*.parquet"))
-        if (workdir / "out" / "data").exists()
-        else next((workdir / "out" / "_checkpoint").rglob("*.parquet"))
-    )
-    shard.write_bytes(shard.read_bytes()[:-20])  # truncated behind curate's back
-    assert main(args) == 2
-    err = capsys.readouterr().err
-    assert "is damaged" in err and shard.name in err
-
-
-def test_verify_checks_a_finished_output_against_its_manifest(workdir, capsys):
-    from curate.cli import main
-
-    engine.run(config.load("p.yaml", ["stages.slow.seconds=0", "stages.slow_after.seconds=0"]), runner="local")
-    assert main(["verify", "out"]) == 0
-    shard = sorted((workdir / "out" / "data").glob("*.parquet"))[0]
-    data = bytearray(shard.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    shard.write_bytes(bytes(data))
-    assert main(["verify", "out"]) == 2
-    err = capsys.readouterr().err
-    assert f"damaged: data/{shard.name}" in err
+    assert_exactly_once(workdir / "out", reference)
 
 
 @pytest.mark.e2e

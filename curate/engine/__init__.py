@@ -16,6 +16,7 @@ from curate.errors import ConservationError, CurateError
 from curate.io import sink
 from curate.io.base import Reader, ReadUnit
 from curate.io.checkpoint import CheckpointReader
+from curate.io.lock import OutputLock
 from curate.io.progress import CHECKPOINT, PROGRESS, RunState
 from curate.io.sink import ShardWriter
 
@@ -29,9 +30,16 @@ def run(
     runner: str = "ray",
     address: str | None = None,
     overwrite: bool = False,
+    take_over: bool = False,
 ) -> dict[str, Any]:
     """Run `pipeline` (resuming an unfinished run in its output directory); returns the stats written to
-    OUT/stats.json. Raises CurateError subclasses on user errors."""
+    OUT/stats.json. Raises CurateError subclasses on user errors. The output's lock is held throughout (another
+    run's output is refused; `take_over` takes it from a holder on another host that is known to be dead)."""
+    with OutputLock(pipeline.output.path, take_over=take_over) as lock:
+        return _run(pipeline, runner, address, overwrite, lock)
+
+
+def _run(pipeline: Pipeline, runner: str, address: str | None, overwrite: bool, lock: OutputLock) -> dict[str, Any]:
     if runner not in RUNNERS:
         raise CurateError(f"unknown runner '{runner}'", hint=f"use one of {', '.join(RUNNERS)}")
     schemas, kept_schema = stage_schemas(pipeline)
@@ -45,6 +53,7 @@ def run(
     if not resumed:
         state.clear()
     attempt = state.new_attempt()
+    lock.set_attempt(attempt)
     sink.write_text(out, sink.PIPELINE, pipeline.to_yaml())
     log.info(
         "%s %s: %d stage(s), %s on the %s runner -> %s",
@@ -87,6 +96,7 @@ def run(
     finally:
         executor.close()
     stats = build_stats(pipeline, phases, state, time.time() - started, runner, attempt)
+    lock.check()  # a run that lost its output to another must not commit it
     _finish(out, state, phases, stats)
     return stats
 
@@ -126,6 +136,7 @@ def _phase_input(
     reader = pipeline.input
     units = reader.units()
     commits = state.commits(0)
+    state.check_inputs(sorted({u.path for u in units}), committed=bool(commits))  # never mix old and new input
     if not commits:
         return reader, units, None
     state.verify_files(commits)

@@ -1,6 +1,7 @@
 """The on-disk state of a run, which is what makes it resumable and its output exactly-once.
 
     OUT/_progress/attempts/<n>                       one marker per start of the run (n = 1, 2, ...)
+    OUT/_progress/inputs.json                        {file: fingerprint} of the input when phase 0 first ran
     OUT/_progress/<phase>/units/<digest>.json        {key, docs}: a read unit was read to the end
     OUT/_progress/<phase>/commits/<write id>.json    a committed bundle: its files, row counts, sha256, counts
     OUT/_progress/<phase>/DONE                       every unit of the phase is committed
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import uuid
 from typing import Any
 
@@ -25,6 +27,38 @@ from curate.io.base import join
 
 PROGRESS = "_progress"
 CHECKPOINT = "_checkpoint"
+INPUTS = "inputs.json"
+
+log = logging.getLogger("curate")
+
+# What tells a rewritten file from the one read before, by filesystem: an ETag or checksum (object stores), else a
+# modification time; the size is always part of it.
+_STAMPS = ("ETag", "etag", "generation", "md5Hash", "crc32c", "mtime", "LastModified", "last_modified", "updated")
+
+
+def file_fingerprints(files: list[str]) -> dict[str, str]:
+    """`size:stamp` of each file, one directory listing per parent rather than a request per file."""
+    out: dict[str, str] = {}
+    listed: dict[tuple[int, str], dict[str, dict[str, Any]]] = {}
+    for f in files:
+        fs, path = url_to_fs(f)
+        parent = path.rstrip("/").rsplit("/", 1)[0]
+        key = (id(fs), parent)
+        if key not in listed:
+            try:
+                listed[key] = {fs._strip_protocol(i["name"]): i for i in fs.ls(parent, detail=True)}
+            except OSError:
+                listed[key] = {}
+        info = listed[key].get(fs._strip_protocol(path))
+        if info is None:
+            try:
+                info = fs.info(path)
+            except OSError:
+                out[f] = "missing"
+                continue
+        stamp = next((info[k] for k in _STAMPS if info.get(k) is not None), "")
+        out[f] = f"{info.get('size')}:{stamp}"
+    return out
 
 
 def unit_digest(key: str) -> str:
@@ -58,6 +92,34 @@ class RunState:
         n = self.attempts() + 1
         self._put(self._p("attempts", str(n)), "")
         return n
+
+    # -- the input's fingerprints -------------------------------------------------------------------
+    def check_inputs(self, files: list[str], committed: bool) -> None:
+        """Record the input files' fingerprints, or (when an earlier attempt committed documents) refuse to resume
+        over files that changed or disappeared since: the committed documents came from the old ones. Files added
+        since are fine (they are read like the rest)."""
+        now = file_fingerprints(files)
+        path = self._p(INPUTS)
+        if committed and self.fs.exists(path):
+            with self.fs.open(path, "r") as fh:
+                before: dict[str, str] = json.load(fh)
+            changed = [f for f in before if f in now and now[f] != before[f]]
+            removed = [f for f in before if f not in now]
+            if changed or removed:
+                first = changed[0] if changed else removed[0]
+                what = f"changed ({before[first]} -> {now[first]})" if changed else "is gone"
+                raise InputError(
+                    f"the input changed since the unfinished run in this output began: {first} {what}"
+                    f" ({len(changed)} file(s) changed, {len(removed)} gone)",
+                    hint="documents already committed came from the old files; restore them, or rerun with "
+                    "--overwrite to start over",
+                )
+            added = len(set(now) - set(before))
+            if not added:
+                return
+            log.info("resume: %d input file(s) added since the run began are read too", added)
+            now = {**before, **now}
+        self._put(path, json.dumps(now))
 
     # -- units -----------------------------------------------------------------------------------------
     def unit_done(self, phase: int, key: str, docs: int, counters: dict[str, int] | None = None) -> None:
