@@ -81,7 +81,7 @@ class Stage(Counting):
 
     @classmethod
     def params(cls) -> list[Param]:
-        hints = _type_hints(cls)
+        hints = type_hints(cls)
         out = []
         for f in dataclasses.fields(cls):
             if not f.init or f.name.startswith("_"):
@@ -114,7 +114,7 @@ class Param(NamedTuple):
         return self.default is REQUIRED
 
 
-def _type_hints(cls: type) -> dict[str, Any]:
+def type_hints(cls: type) -> dict[str, Any]:
     try:
         return typing.get_type_hints(cls)
     except Exception:  # an unresolvable forward reference: fall back to the raw annotations

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from curate.errors import ConfigError
-from curate.stage import _type_hints
+from curate.stage import type_hints
 from curate.typecheck import TypeMismatch, coerce
 
 
@@ -112,7 +112,7 @@ def check_params(
     if not isinstance(values, dict):
         raise ConfigError(f"{doc.where(*path)}: {what}: expected a mapping of parameters, got {type(values).__name__}")
     known = fields_of(cls)
-    hints = _type_hints(cls)
+    hints = type_hints(cls)
     aliases: dict[str, str] = getattr(cls, "aliases", None) or {}
     out: dict[str, Any] = {}
     given: dict[str, Any] = {}  # field name -> the key it was given under (for the line of an error)
