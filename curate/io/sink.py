@@ -20,12 +20,12 @@ import pyarrow.parquet as pq
 import yaml
 from fsspec.core import url_to_fs
 
-from curate.config import Output
 from curate.errors import OutputError
 from curate.io.base import join  # noqa: F401  (re-exported: sink.join is used by the engine and the CLI)
 from curate.io.lock import LOCK_DIR
 from curate.io.progress import RunState
 from curate.schema import INPUT_STAGE, REASON, RESERVED, STAGE, UNIT, collect_figures, conform
+from curate.settings import Output
 
 DATA_DIR = "data"
 REJECTED_DIR = "rejected"
