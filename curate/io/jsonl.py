@@ -132,31 +132,33 @@ class JsonlReader(Reader):
 
     def _row(self, obj: Any, names: dict[str, str], unit: ReadUnit, line_no: int) -> tuple[dict[str, Any], str]:
         """The row of one parsed line, and "" or the reason it is rejected (the row then holds what was read)."""
-        if not isinstance(obj, dict):
-            return {}, "not_an_object" if obj is not _INVALID else "invalid_json"
-        row: dict[str, Any] = {ID: None, TEXT: None, URL: None, SOURCE: None}
+        if type(obj) is not dict:
+            return {}, "invalid_json" if obj is _INVALID else "not_an_object"
         reason = ""
         doc_id = obj.get(names[ID])
-        if isinstance(doc_id, str) and doc_id:
-            row[ID] = doc_id
-        elif isinstance(doc_id, int) and not isinstance(doc_id, bool):
-            row[ID] = str(doc_id)
-        elif doc_id is not None and doc_id != "":
-            # str() of a float, a boolean or an object is not a faithful id (1e16, key order): say so
-            reason = "invalid_id"
+        if type(doc_id) is not str or not doc_id:
+            if doc_id is None or doc_id == "":
+                doc_id = f"{unit.key}:{line_no}"
+            elif type(doc_id) is int:
+                doc_id = str(doc_id)
+            else:
+                # str() of a float, a boolean or an object is not a faithful id (1e16, key order): say so
+                reason = "invalid_id"
+                doc_id = f"{unit.key}:{line_no}"
         text = obj.get(names[TEXT])
-        if isinstance(text, str):
-            row[TEXT] = text
-        else:
+        if type(text) is not str:
             reason = reason or ("missing_text" if text is None else "invalid_text")
-        row[URL] = _as_str(obj.get(names[URL]))
-        row[SOURCE] = _as_str(obj.get(names[SOURCE]))
+            text = None
+        url = obj.get(names[URL])
+        source = obj.get(names[SOURCE])
+        row = {
+            ID: doc_id,
+            TEXT: text,
+            URL: url if url is None or type(url) is str else json.dumps(url),
+            SOURCE: unit.path if source is None else source if type(source) is str else json.dumps(source),
+        }
         for name in self.keep_fields:
             row[name] = _as_str(obj.get(name))
-        if row[ID] is None:
-            row[ID] = f"{unit.key}:{line_no}"
-        if row[SOURCE] is None:
-            row[SOURCE] = unit.path
         return row, reason
 
 
