@@ -341,3 +341,12 @@ def test_a_binary_text_column_is_decoded_row_by_row(tmp_path):
     kept, rejected, _ = read(path, ParquetReader)
     assert [(r["id"], r["text"]) for r in kept] == [("a", "caf\u00e9")]
     assert reasons(rejected) == [("b", "invalid_utf8")]
+
+
+def test_on_invalid_utf8_replace_from_the_pipeline_file_keeps_all_100_and_counts_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.jsonl").write_bytes(hundred_with_a_bad_byte())
+    write_pipeline(tmp_path / "p.yaml", PIPE)
+    stats = engine.run(config.load("p.yaml", ["input.on_invalid_utf8=replace"]), runner="local")
+    assert stats["input_docs"] == stats["output_docs"] == 100 and stats["conserved"]
+    assert stats["stages"][0]["counters"] == {"replaced_invalid_utf8": 1}
