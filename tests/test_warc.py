@@ -486,3 +486,17 @@ def test_any_one_bad_byte_in_a_records_headers_costs_at_most_that_record(tmp_pat
             pages = Counter((r["url"], r["html"]) for r in kept)
             assert all(pages[(f"http://example.com/{i}", PAGE % i)] == 1 for i in (0, 2, 3)), where
             assert len(kept) + len(rejected) <= 4, where
+
+
+def test_a_small_input_of_few_files_is_split_finer_for_balance(tmp_path, monkeypatch):
+    import curate.io.warc as warc
+
+    recs = [record(i) for i in range(80)]
+    path = write(tmp_path, "few.warc.gz", b"".join(recs))
+    monkeypatch.setattr(warc, "_MIN_SPLIT_BYTES", 1)  # the file is small; in real use the floor is 4 MiB
+    units = WarcReader(path=str(path), min_units=8).units()
+    assert len(units) >= 8
+    assert [u.key for u in units] == [u.key for u in WarcReader(path=str(path), min_units=8).units()]  # stable
+    seen = [url for u in units for t in WarcReader(path=str(path)).read(u) for url in t.column("url").to_pylist()]
+    assert sorted(seen) == sorted(r["url"] for r in read_all(path)[0])
+    assert len(WarcReader(path=str(path), min_units=1).units()) == 1

@@ -112,6 +112,10 @@ class WarcReader(Reader):
     max_payload_bytes: int = 10 << 20
     # Per-record gzip files larger than this are read by several tasks (0: one task per file).
     split_bytes: int = 256 << 20
+    # A small input is split finer, into at least this many read units where its files allow (per-record gzip), so
+    # that a few large files do not leave one task running alone at the end. Depends on the input only, so a
+    # resumed run (even on another cluster size) finds the same units.
+    min_units: int = 32
 
     def __post_init__(self) -> None:
         if self.max_payload_bytes < 1:
@@ -129,13 +133,16 @@ class WarcReader(Reader):
     def units(self) -> list[ReadUnit]:
         files = self.files()
         root = common_root(files)
+        sizes = [_file_size(f) for f in files]
+        split = self.split_bytes
+        if split > 0 and self.min_units > len(files):
+            split = min(split, max(_MIN_SPLIT_BYTES, sum(sizes) // self.min_units))
         units: list[ReadUnit] = []
-        for f in files:
+        for f, size in zip(files, sizes):
             rel = relative_key(f, root)
-            size = _file_size(f)
             parts = 1
-            if self.split_bytes > 0 and size > self.split_bytes and _splittable(f):
-                parts = -(-size // self.split_bytes)
+            if split > 0 and size > split and _splittable(f):
+                parts = -(-size // split)
             for i in range(parts):
                 start = i * size // parts
                 end = (i + 1) * size // parts if i < parts - 1 else None
@@ -581,6 +588,9 @@ def _file_size(path: str) -> int:
         return int(fs.size(p) or 0)
     except Exception:
         return 0
+
+
+_MIN_SPLIT_BYTES = 4 << 20  # below this a split costs more (a seek and a resync) than it balances
 
 
 def _splittable(path: str) -> bool:
