@@ -40,6 +40,7 @@ def run(
 
 
 def _run(pipeline: Pipeline, runner: str, address: str | None, overwrite: bool, lock: OutputLock) -> dict[str, Any]:
+    """The body of run(), with the output's lock held."""
     if runner not in RUNNERS:
         raise CurateError(f"unknown runner '{runner}'", hint=f"use one of {', '.join(RUNNERS)}")
     schemas, kept_schema = stage_schemas(pipeline)
