@@ -114,6 +114,29 @@ def test_shingles_follow_simplify_text_and_short_documents_are_one_shingle():
     assert counts.tolist() == [8, 1] and len(hashes) == 9
 
 
+def test_batch_word_hashing_equals_hashing_each_word():
+    import xxhash
+
+    from curate.text import simplify_text, tokenizer
+
+    texts = ["Cannot go, gonna stay!", "a \u0300 b", "", "Ünïcode WORDS 12 and 3.5", "one"] + [_text(random.Random(4))]
+    simple = [simplify_text(t) for t in texts]
+    tok = tokenizer("en")
+    flat, counts = mm.batch_word_hashes(simple, tok)
+    want = [[xxhash.xxh3_64_intdigest(w.encode()) for w in tok.words(t)] for t in simple]
+    assert counts.tolist() == [len(w) for w in want] and counts[0] == 6  # can not go gon na stay
+    assert flat.tolist() == [h for w in want for h in w]
+    assert all(np.array_equal(mm.word_hashes(t, tok), np.array(w, np.uint64)) for t, w in zip(simple, want))
+
+
+def test_documents_in_their_own_language_hash_as_alone():
+    zh, en = "今天天气很好我们去公园散步吧", "the weather is fine today so we walk in the park"
+    mixed = MinHash(language=None).signatures(pa.table({"id": ["a", "b"], "text": [zh, en], "language": ["zh", "en"]}))
+    alone_zh = MinHash(language="zh").signatures(pa.table({"id": ["a"], "text": [zh]}))
+    alone_en = MinHash(language="en").signatures(pa.table({"id": ["b"], "text": [en]}))
+    assert np.array_equal(mixed[0], np.concatenate([alone_zh[0], alone_en[0]]))
+
+
 def test_cjk_documents_are_shingled_by_character():
     zh = "今天天气很好我们去公园散步吧"
     stage = MinHash(language="zh")

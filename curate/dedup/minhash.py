@@ -218,10 +218,16 @@ class MinHash(GlobalStage):
         plan = self.plan
         texts = [simplify_text(t) if t else "" for t in batch.column("text").to_pylist()]
         if plan.language is not None or "language" not in batch.column_names:
-            toks = [tokenizer(plan.language)] * len(texts)
+            words: Any = mm.batch_word_hashes(texts, tokenizer(plan.language))
         else:
-            toks = [tokenizer(lang) for lang in batch.column("language").to_pylist()]
-        words = [mm.word_hashes(t, tok) for t, tok in zip(texts, toks)]
+            # each document's own language: one batch per language, then back in document order
+            langs = [canonical_language(x) for x in batch.column("language").to_pylist()]
+            words = [np.zeros(0, np.uint64)] * len(texts)
+            for lang in set(langs):
+                rows = [i for i, x in enumerate(langs) if x == lang]
+                flat, counts = mm.batch_word_hashes([texts[i] for i in rows], tokenizer(lang))
+                for i, part in zip(rows, np.split(flat, np.cumsum(counts)[:-1])):
+                    words[i] = part
         hashes, counts = mm.shingle_hashes(words, plan.ngram)
         return mm.signatures(hashes, counts, _permutations(plan.permutations, plan.seed)), counts > 0
 

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import xxhash
 
 from curate.text import WordTokenizer
@@ -78,37 +80,148 @@ class Permutations(NamedTuple):
 
 # -- shingles ------------------------------------------------------------------------------------------------------
 
-_word_hash_cache: weakref.WeakKeyDictionary[WordTokenizer, dict] = weakref.WeakKeyDictionary()
-
 
 def _xxh3(word: str) -> int:
     return xxhash.xxh3_64_intdigest(word.encode("utf-8", "surrogatepass"))
 
 
+class _WordHasher:
+    """XXH3-64 of the words of texts split by one tokenizer, cached per whitespace chunk: most chunks are one word
+    (simplified text has no punctuation), so a text costs a split and a dict lookup per chunk, in C."""
+
+    MAX_ENTRIES = 2_000_000  # then the caches start over (bounded memory in a long-running worker)
+    MAX_MULTI_CHARS = 64  # chunks of several tokens are cached only when short (a CJK run is a whole sentence)
+
+    def __init__(self, tok: WordTokenizer) -> None:
+        self.tok = tok
+        # a user's splitter sees whole texts (jieba), so chunks cannot be split on their own
+        self.per_chunk = type(tok).words is WordTokenizer.words
+        self.single: dict[str, int] = {}
+        self.multi: dict[str, tuple[int, ...]] = {}
+
+    def __call__(self, text: str) -> np.ndarray:
+        if not self.per_chunk:
+            return np.fromiter(map(self._word, self.tok.words(text)), np.uint64)
+        if len(self.single) + len(self.multi) > self.MAX_ENTRIES:
+            self.single.clear()
+            self.multi.clear()
+        parts = text.split()
+        found = list(map(self.single.get, parts))
+        if None not in found:
+            return np.fromiter(found, np.uint64, len(found))
+        out: list[int] = []
+        for part, value in zip(parts, found):
+            if value is not None:
+                out.append(value)
+                continue
+            many = self.multi.get(part)
+            if many is None:
+                tokens = self.tok.words(part)
+                if len(tokens) == 1:
+                    value = self.single[part] = _xxh3(tokens[0])
+                    out.append(value)
+                    continue
+                many = tuple(map(_xxh3, tokens))
+                if len(part) <= self.MAX_MULTI_CHARS:
+                    self.multi[part] = many
+            out.extend(many)
+        return np.fromiter(out, np.uint64, len(out))
+
+    def chunk_values(self, chunks: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Hashes of the tokens of each (distinct) chunk, concatenated, and the number of tokens per chunk."""
+        values: list[int] = []
+        lengths = np.ones(len(chunks), np.int64)
+        single, multi = self.single, self.multi
+        for k, part in enumerate(chunks):
+            value = single.get(part)
+            if value is not None:
+                values.append(value)
+                continue
+            many = multi.get(part)
+            if many is None:
+                tokens = self.tok.words(part) if part else []
+                if len(tokens) == 1:
+                    single[part] = value = _xxh3(tokens[0])
+                    values.append(value)
+                    continue
+                many = tuple(map(_xxh3, tokens))
+                if len(part) <= self.MAX_MULTI_CHARS:
+                    multi[part] = many
+            values.extend(many)
+            lengths[k] = len(many)
+        return np.fromiter(values, np.uint64, len(values)), lengths
+
+    def _word(self, word: str) -> int:
+        value = self.single.get(word)
+        if value is None:
+            if len(self.single) > self.MAX_ENTRIES:
+                self.single.clear()
+            value = self.single[word] = _xxh3(word)
+        return value
+
+
+_hashers: weakref.WeakKeyDictionary[WordTokenizer, _WordHasher] = weakref.WeakKeyDictionary()
+
+
 def word_hashes(text: str, tok: WordTokenizer) -> np.ndarray:
-    """XXH3-64 of each word of `text` (uint64), split by `tok`; xxHash runs once per distinct word per process."""
-    ids = tok.token_ids(text)
-    cache = _word_hash_cache.get(tok)
-    if cache is None:
-        cache = _word_hash_cache[tok] = {}
-    # The per-id table is read right after token_ids(): a vocabulary reset only happens at the start of a call.
-    return tok.id_property(cache, _xxh3, np.uint64)[ids]
+    """XXH3-64 of each word of `text` (uint64) as `tok.words(text)` splits it; xxHash runs once per distinct
+    chunk per process."""
+    hasher = _hashers.get(tok)
+    if hasher is None:
+        hasher = _hashers[tok] = _WordHasher(tok)
+    return hasher(text)
+
+
+def batch_word_hashes(texts: list[str], tok: WordTokenizer) -> tuple[np.ndarray, np.ndarray]:
+    """Word hashes of simplified texts (simplify_text output: single spaces are their only whitespace, doubled
+    where a mark was dropped), concatenated, and the number of words per text; the same values as word_hashes().
+
+    Arrow splits the whole batch and finds its distinct chunks in C++; Python then sees each distinct chunk once."""
+    hasher = _hashers.get(tok)
+    if hasher is None:
+        hasher = _hashers[tok] = _WordHasher(tok)
+    if not hasher.per_chunk or not texts:
+        words = [hasher(t) for t in texts]
+        flat = np.concatenate(words) if words else np.zeros(0, np.uint64)
+        return flat.astype(np.uint64, copy=False), np.fromiter(map(len, words), np.int64, len(words))
+    if len(hasher.single) + len(hasher.multi) > hasher.MAX_ENTRIES:
+        hasher.single.clear()
+        hasher.multi.clear()
+    lists = pc.split_pattern(pa.array(texts, pa.large_string()), " ")
+    chunks_per_text = pc.list_value_length(lists).to_numpy(zero_copy_only=False).astype(np.int64)
+    encoded = pc.list_flatten(lists).dictionary_encode()
+    index = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    values, lengths = hasher.chunk_values(encoded.dictionary.to_pylist())
+    per_chunk = lengths[index]
+    text_of_chunk = np.repeat(np.arange(len(texts)), chunks_per_text)
+    counts = np.bincount(text_of_chunk, weights=per_chunk, minlength=len(texts)).astype(np.int64)
+    if len(values) == len(lengths):  # every distinct chunk is one word: a gather
+        return values[index], counts
+    starts = np.cumsum(lengths) - lengths  # of each distinct chunk's values
+    take = np.repeat(starts[index], per_chunk) + _ranges(per_chunk)
+    return values[take], counts
 
 
 def _ngram_constants(n: int) -> np.ndarray:
     return splitmix64(_NGRAM_SEED, n) | np.uint64(1)
 
 
-def shingle_hashes(words: Iterable[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Hashes of the word n-grams of each document, concatenated, and their number per document.
+def shingle_hashes(
+    words: Iterable[np.ndarray] | tuple[np.ndarray, np.ndarray], n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes of the word n-grams of each document, concatenated, and their number per document. `words` is one
+    array of word hashes per document, or (all word hashes concatenated, words per document).
 
     An n-gram hashes to mix64(sum_j word[j] * C_j mod 2^64) with odd position constants C_j; a document of fewer
     than n words (but at least one) is one shingle of all its words; an empty one has none."""
-    parts = list(words)
-    lengths = np.fromiter(map(len, parts), np.int64, len(parts))
     if n < 1:
         raise ValueError("n-gram size must be at least 1")
-    flat = np.concatenate(parts).astype(np.uint64, copy=False) if parts else np.zeros(0, np.uint64)
+    if isinstance(words, tuple):
+        flat, lengths = words[0].astype(np.uint64, copy=False), np.asarray(words[1], np.int64)
+    else:
+        parts = list(words)
+        lengths = np.fromiter(map(len, parts), np.int64, len(parts))
+        flat = np.concatenate(parts).astype(np.uint64, copy=False) if parts else np.zeros(0, np.uint64)
     total = len(flat)
     consts = _ngram_constants(n)
     padded = np.concatenate([flat, np.zeros(n - 1, np.uint64)])
