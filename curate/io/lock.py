@@ -268,6 +268,7 @@ class OutputLock:
         )
 
     def _generations(self) -> list[int]:
+        self.fs.invalidate_cache(self.dir)  # object-store filesystems cache listings; another run's file is news
         if not self.fs.exists(self.dir):
             return []
         names = [p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.dir, detail=False)]
@@ -333,7 +334,8 @@ class OutputLock:
 
     def _confirm(self, generation: int) -> bool:
         mine = self._read(generation)
-        return mine is not None and mine.token == self.token and self._generations()[-1] == generation
+        gens = self._generations()
+        return mine is not None and mine.token == self.token and bool(gens) and gens[-1] == generation
 
     def _ownership(self) -> str | None:
         """None while this run holds the lock, else why it does not."""
