@@ -1,0 +1,83 @@
+"""A run killed (SIGKILL, driver and its Ray) during the minhash phase resumes to exactly the uninterrupted output."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from helpers import SLOW_FILTERS, write_pipeline
+from test_fault_matrix import assert_exactly_once, outcome
+from test_resume import _kill_when, _start
+
+from curate import config, engine
+
+pytestmark = [pytest.mark.ray, pytest.mark.e2e]
+
+PIPE = """
+name: minhash-resume
+input: {format: parquet, path: in}
+output: {path: out, shard_rows: 20}
+engine: {batch_rows: 20, progress_seconds: 0, shuffle_partitions: 3}
+stages:
+  - {id: slow, uses: "slow_filters:slow", with: {seconds: 0.002}}
+  - {id: dedup, uses: minhash, with: {threshold: 0.7}}
+  - {id: slow_after, uses: "slow_filters:slow", with: {seconds: 0.02}}
+"""
+
+WORDS = (
+    "river stone market winter garden letter window morning harbour village teacher doctor summer bridge "
+    "mountain forest kitchen station council library engine school storm meadow lantern"
+).split()
+
+
+def _docs(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        if i % 4 == 3:  # a near copy of an earlier document: one word changed
+            words = rows[rng.randrange(len(rows))]["text"].split()
+            words[rng.randrange(len(words))] = rng.choice(WORDS)
+        else:
+            words = [rng.choice(WORDS) for _ in range(60)]
+        rows.append({"id": f"d{seed}-{i:03d}", "text": " ".join(words)})
+    return rows
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "slow_filters.py").write_text(SLOW_FILTERS)
+    (tmp_path / "in").mkdir()
+    for k in range(6):
+        pq.write_table(pa.Table.from_pylist(_docs(40, k)), tmp_path / "in" / f"part{k}.parquet")
+    write_pipeline(tmp_path / "p.yaml", PIPE)
+    return tmp_path
+
+
+def test_a_run_killed_during_minhash_resumes_to_the_same_output(workdir):
+    engine.run(config.load("p.yaml", output_path="ref"), runner="local")
+    reference = outcome(workdir / "ref")
+    assert sum(reference["rejected/dedup"].values()) >= 30, "the input must hold near duplicates"
+    out = workdir / "out"
+
+    def in_dedup_phase() -> bool:
+        # phase 0 is done and the dedup phase has begun its shuffles (its join writes scratch files)
+        return (out / "_progress" / "0" / "DONE").exists() and any((out / "_checkpoint" / "1").rglob("*.parquet"))
+
+    _kill_when(_start(["run", "p.yaml"], workdir), in_dedup_phase, timeout=400)
+    assert not (out / "_SUCCESS").exists()
+    done = subprocess.run(
+        [sys.executable, "-m", "curate.cli", "run", "p.yaml"], cwd=workdir, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["attempts"] == 2 and stats["conserved"]
+    assert_exactly_once(out, reference)
+    dup_of = pq.read_table(out / "rejected" / "dedup").sort_by("id").column("duplicate_of")
+    ref_dup_of = pq.read_table(workdir / "ref" / "rejected" / "dedup").sort_by("id").column("duplicate_of")
+    assert dup_of.equals(ref_dup_of)
