@@ -27,8 +27,13 @@ from curate.schema import (
     STAGE,
     STATS,
     UNIT,
+    WRITTEN,
+    add_sizes,
     attach_figures,
+    doc_sizes,
+    input_sizes,
     merge_figures,
+    stage_sizes,
     with_reserved,
 )
 from curate.stage import Stage, StageResult
@@ -239,6 +244,7 @@ class SegmentRunner:
         meta = live.select(list(RESERVED))
         work = live.drop_columns(list(RESERVED))
         figures: dict[str, dict[str, Any]] = {}
+        sizes = doc_sizes(work)  # words and bytes per live row, recounted only after a stage that changed text
         for sid, stage in zip(self.ids, self.stages):
             if work.num_rows == 0:
                 break
@@ -249,6 +255,7 @@ class SegmentRunner:
             figures[sid] = {"seconds": seconds, "counters": counters}
             if result.reasons is None:
                 self.reporter.stage_batch(sid, work.num_rows, {}, seconds, counters)
+                sizes = stage_sizes(figures[sid], sizes, work, result.table, None, result.table)
                 work = result.table
                 continue
             keep = pc.is_null(result.reasons)
@@ -263,7 +270,9 @@ class SegmentRunner:
             out.append(rejected)
             tally = pc.value_counts(why).to_pylist()
             self.reporter.stage_batch(sid, work.num_rows, {d["values"]: d["counts"] for d in tally}, seconds, counters)
-            work = result.table.filter(keep)
+            kept = result.table.filter(keep)
+            sizes = stage_sizes(figures[sid], sizes, work, result.table, keep, kept)
+            work = kept
             meta = meta.filter(keep)
         for name in RESERVED:
             work = work.append_column(name, meta.column(name))
@@ -367,7 +376,7 @@ def build_stats(
     """stats.json from the committed bundles of every phase and attempt (documents, reasons, and the seconds and
     counters that rode with them), so every figure is exact under retries. Raises ConservationError when the
     documents read are not exactly the documents written (kept + rejected), in total or in any phase."""
-    rejected, figures, phase_in, phase_kept = _phase_counts(phases, state)
+    rejected, figures, phase_in, phase_kept, written = _phase_counts(phases, state)
     input_docs, output_docs = phase_in[0], phase_kept[-1]
     for sid, record in state.global_records().items():
         merge_figures(figures, {sid: record})
@@ -375,7 +384,7 @@ def build_stats(
     for counters in state.unit_counters(0):
         for k, v in counters.items():
             input_counters[k] = input_counters.get(k, 0) + v
-    figures[INPUT_STAGE] = {"seconds": 0.0, "counters": input_counters}
+    figures[INPUT_STAGE] = {**figures.get(INPUT_STAGE, {}), "seconds": 0.0, "counters": input_counters}
     rejected_total = sum(sum(v.values()) for v in rejected.values())
     stages_out = _stage_entries(pipeline, input_docs, rejected, figures)
     unknown = set(rejected) - {s["id"] for s in stages_out}
@@ -385,6 +394,10 @@ def build_stats(
             "rejected" + (f" (rejections from unknown stages {sorted(unknown)})" if unknown else ""),
             hint="this is a bug in curate or in a stage; please report it with the pipeline file",
         )
+    layout = {sp.id: (seg.kind, ph.index) for ph in phases for seg in ph.segments for sp in seg.specs}
+    sizes_conserved = add_sizes(stages_out, figures, layout, written)
+    if not sizes_conserved:
+        log.warning("word and byte figures in stats.json do not add up (stage in = kept + rejected)")
     errors = {
         sid: n
         for sid, reasons in rejected.items()
@@ -401,26 +414,35 @@ def build_stats(
         "attempts": attempt,
         "stage_errors": errors,
         "seconds": round(seconds, 3),
+        "input_words": stages_out[0]["words_in"],
+        "input_bytes": stages_out[0]["bytes_in"],
+        "output_words": written[-1].get("words", 0),
+        "output_bytes": written[-1].get("bytes", 0),
+        "sizes_conserved": sizes_conserved,
         "stages": stages_out,
     }
 
 
 def _phase_counts(
     phases: list[Phase], state: Any
-) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, Any]], list[int], list[int]]:
-    """Rejections by stage and reason, stage figures, and documents in and kept per phase, from the commits;
-    checks conservation within each phase and between phases."""
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, Any]], list[int], list[int], list[dict[str, Any]]]:
+    """Rejections by stage and reason, stage figures, documents in and kept per phase, and the sizes each phase
+    wrote as kept, from the commits; checks conservation within each phase and between phases."""
     rejected: dict[str, dict[str, int]] = {}
     figures: dict[str, dict[str, Any]] = {}
     phase_in: list[int] = []
     phase_kept: list[int] = []
+    written: list[dict[str, Any]] = []
     for phase in phases:
         commits = state.commits(phase.index)
         docs_in = sum(state.units(phase.index).values())
         kept = sum(c["counts"]["kept"] for c in commits)
         out = kept
+        wrote: dict[str, dict[str, Any]] = {}
         for c in commits:
-            merge_figures(figures, c.get("stages", {}))
+            figs = dict(c.get("stages", {}))
+            merge_figures(wrote, {WRITTEN: figs.pop(WRITTEN, {})})
+            merge_figures(figures, figs)
             for stage, reasons in c["counts"]["rejected"].items():
                 bucket = rejected.setdefault(stage, {})
                 for reason, n in reasons.items():
@@ -439,7 +461,8 @@ def _phase_counts(
             )
         phase_in.append(docs_in)
         phase_kept.append(kept)
-    return rejected, figures, phase_in, phase_kept
+        written.append(wrote[WRITTEN])
+    return rejected, figures, phase_in, phase_kept, written
 
 
 def _stage_entries(
@@ -460,6 +483,7 @@ def _stage_entries(
             "rejected": n_rej,
             "reasons": dict(sorted(rej.items(), key=lambda kv: -kv[1])),
             "seconds": round(fig.get("seconds", 0.0), 3),
+            "ms_per_doc": round(1000 * fig.get("seconds", 0.0) / docs, 4) if docs else 0.0,
         }
         if fig.get("counters"):
             entry["counters"] = dict(sorted(fig["counters"].items()))
@@ -518,7 +542,8 @@ def read_unit(
         if skip is not None and not all(keep):
             batch = batch.filter(pa.array(keep, pa.bool_()))
         if batch.num_rows:
-            yield batch
+            # the input's sizes, once: a later phase re-reads the checkpoint, which is no new input
+            yield batch if reader.format == "checkpoint" else attach_figures(batch, {INPUT_STAGE: input_sizes(batch)})
     on_done(unit.key, n, reader.take_counts())
 
 
