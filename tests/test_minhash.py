@@ -119,6 +119,7 @@ def test_batch_word_hashing_equals_hashing_each_word():
 
     from curate.text import simplify_text, tokenizer
 
+    # "" (no word) and "cannot" (two) among the distinct chunks: as many values as chunks, not one each
     texts = ["Cannot go, gonna stay!", "a \u0300 b", "", "Ünïcode WORDS 12 and 3.5", "one"] + [_text(random.Random(4))]
     simple = [simplify_text(t) for t in texts]
     tok = tokenizer("en")
@@ -127,6 +128,8 @@ def test_batch_word_hashing_equals_hashing_each_word():
     assert counts.tolist() == [len(w) for w in want] and counts[0] == 6  # can not go gon na stay
     assert flat.tolist() == [h for w in want for h in w]
     assert all(np.array_equal(mm.word_hashes(t, tok), np.array(w, np.uint64)) for t, w in zip(simple, want))
+    flat, counts = mm.batch_word_hashes(["cannot", "", "x"], tok)
+    assert counts.tolist() == [2, 0, 1] and len(flat) == 3
 
 
 def test_documents_in_their_own_language_hash_as_alone():

@@ -195,7 +195,7 @@ def batch_word_hashes(texts: list[str], tok: WordTokenizer) -> tuple[np.ndarray,
     per_chunk = lengths[index]
     text_of_chunk = np.repeat(np.arange(len(texts)), chunks_per_text)
     counts = np.bincount(text_of_chunk, weights=per_chunk, minlength=len(texts)).astype(np.int64)
-    if len(values) == len(lengths):  # every distinct chunk is one word: a gather
+    if (lengths == 1).all():  # every distinct chunk is one word: a gather
         return values[index], counts
     starts = np.cumsum(lengths) - lengths  # of each distinct chunk's values
     take = np.repeat(starts[index], per_chunk) + _ranges(per_chunk)
