@@ -139,9 +139,12 @@ def _kind(cmdline: str, is_root: bool) -> str:
     return "other"
 
 
-def run(data: Path, work: Path, shuffle_partitions: int | None, runner: str) -> dict[str, Any]:
-    out = work / f"out-{runner}"
+def run(
+    data: Path, work: Path, shuffle_partitions: int | None, runner: str, index: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    out = work / f"out-{runner}-{data.name}"
     pipe = work / "minhash-scale.yaml"
+    params: dict[str, Any] = {"language": "en", **({"index": index} if index else {})}
     engine = {"progress_seconds": 30}
     if shuffle_partitions:
         engine["shuffle_partitions"] = shuffle_partitions
@@ -151,7 +154,7 @@ def run(data: Path, work: Path, shuffle_partitions: int | None, runner: str) -> 
         f"output: {{path: {out}, shard_rows: 100000}}\n"
         f"engine: {json.dumps(engine)}\n"
         "stages:\n"
-        "  - {id: dedup, uses: minhash, with: {language: en}}\n"
+        f"  - {{id: dedup, uses: minhash, with: {json.dumps(params)}}}\n"
     )
     cmd = [sys.executable, "-m", "curate.cli", "run", str(pipe), "--overwrite", "--runner", runner]
     t0 = time.time()
@@ -199,6 +202,8 @@ def main() -> None:
     ap.add_argument("--shuffle-partitions", type=int, default=None)
     ap.add_argument("--runner", default="ray", choices=["ray", "local"])
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--index", action="store_true", help="also write the cross-dump index (bytes per document)")
+    ap.add_argument("--against", nargs="*", default=[], help="deduplicate against these indexes (earlier dumps)")
     args = ap.parse_args()
     work = Path(args.work)
     data = work / f"docs-{args.docs}-{args.seed}"
@@ -209,8 +214,18 @@ def main() -> None:
         f"planted {plants['near']:,} near and {plants['exact']:,} exact copies"
     )
     rows = []
+    index_dir = work / f"index-{data.name}"
+    index: dict[str, Any] = {}
+    if args.index:
+        index["write"] = str(index_dir)
+    if args.against:
+        index["against"] = args.against
     for _ in range(args.repeat):
-        r = run(data, work, args.shuffle_partitions, args.runner)
+        if index_dir.exists() and args.index:
+            import shutil
+
+            shutil.rmtree(index_dir)
+        r = run(data, work, args.shuffle_partitions, args.runner, index or None)
         dedup = next(s for s in r["stats"]["stages"] if s["id"] == "dedup")
         rows.append((r, dedup, recall(data, r["out"])))
     print()
@@ -229,6 +244,10 @@ def main() -> None:
         )
     print()
     print("dedup counters:", json.dumps(rows[-1][1].get("counters", {})))
+    if args.index:
+        size = sum(f.stat().st_size for f in index_dir.rglob("*.parquet"))
+        kept = rows[-1][0]["stats"]["output_docs"]
+        print(f"index: {size / 1e6:.1f} MB for {kept:,} kept documents = {size / max(1, kept):.0f} bytes per document")
 
 
 if __name__ == "__main__":
