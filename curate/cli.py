@@ -19,7 +19,7 @@ from curate.errors import CurateError
 
 # Modules that add subcommands through register_cli(subparsers); each is optional and imported lazily enough
 # that `curate --help` stays fast (no torch, no ray at import).
-SUBCOMMAND_MODULES = ("curate.samples", "curate.train.cli", "curate.cluster", "curate.verify")
+SUBCOMMAND_MODULES = ("curate.samples", "curate.train.cli", "curate.cluster", "curate.verify", "curate.report")
 
 
 def _setup_logging(verbosity: int) -> None:
@@ -52,7 +52,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         _stop_ray()
         print(interrupted_line(e.code, pipeline.output.path, getattr(args, "command_line", None)), file=sys.stderr)
         return 128 + signal.SIGTERM
-    print(format_stats(stats, pipeline.output.path))
+    report = None
+    if getattr(args, "report", False):
+        from curate.report.html import write_report
+
+        try:
+            report = write_report(pipeline.output.path)
+        except Exception as e:  # the run is committed either way; the report can be written again
+            print(f"warning: the report could not be written: {e} (curate report {pipeline.output.path})")
+    print(format_stats(stats, pipeline.output.path, report))
     return 0
 
 
@@ -223,18 +231,26 @@ def _type_str(t: Any) -> str:
     return type_name(t)
 
 
-def format_stats(stats: dict[str, Any], out: str) -> str:
+def format_stats(stats: dict[str, Any], out: str, report: str | None = None) -> str:
+    words = f"; {stats['output_words']:,} words kept" if "output_words" in stats else ""
+    if stats.get("input_words"):
+        words += f" of {stats['input_words']:,}"
     lines = [
         f"{stats['pipeline']}: {stats['input_docs']:,} documents in, {stats['output_docs']:,} kept, "
-        f"{stats['rejected_docs']:,} rejected ({stats['seconds']:.1f}s, {stats['runner']} runner)",
-        f"{'stage':<22}{'in':>10}{'kept':>10}{'rejected':>10}{'seconds':>9}  top reasons",
+        f"{stats['rejected_docs']:,} rejected{words} ({stats['seconds']:.1f}s, {stats['runner']} runner)",
+        f"{'stage':<22}{'in':>10}{'kept':>10}{'rejected':>10}{'words out':>12}{'seconds':>9}  top reasons",
     ]
     for s in stats["stages"]:
         if s["id"] == "input" and not s["rejected"]:
             continue
         top = ", ".join(f"{k} {v:,}" for k, v in list(s["reasons"].items())[:3])
-        lines.append(f"{s['id']:<22}{s['docs_in']:>10,}{s['kept']:>10,}{s['rejected']:>10,}{s['seconds']:>9.1f}  {top}")
+        lines.append(
+            f"{s['id']:<22}{s['docs_in']:>10,}{s['kept']:>10,}{s['rejected']:>10,}{s.get('words_out', 0):>12,}"
+            f"{s['seconds']:>9.1f}  {top}"
+        )
     lines.append(f"output: {out}/data  (rejected: {out}/rejected, stats: {out}/stats.json)")
+    if report:
+        lines.append(f"report: {report}")
     return "\n".join(lines)
 
 
@@ -279,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="take the output over from a run on another host that is dead but whose lock lease has not expired",
     )
+    p.add_argument("--report", action="store_true", help="write OUT/report.html when the run has finished")
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("validate", help="check a pipeline file without running it")
