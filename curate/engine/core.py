@@ -1,4 +1,4 @@
-"""What both runners share: the plan (segments and schemas), the segment runner, the ledger and the stats.
+"""What both runners share: the segment runner, the ledger and the stats (the plan is in plan.py).
 
 A segment is a chain of row-wise stages fused into one pass over each batch; global stages sit between segments.
 Rejected rows travel with the batch (in the reserved __reason__/__stage__ columns) to the one writer, so that a
@@ -11,14 +11,21 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.config import Pipeline, StageSpec
-from curate.errors import ConfigError, ConservationError, StageError
+from curate.engine.plan import (  # noqa: F401  (re-exported: the runners and the CLI import the plan from here)
+    Phase,
+    Segment,
+    plan_phases,
+    plan_segments,
+    rejected_schemas,
+    stage_schemas,
+)
+from curate.errors import ConservationError, StageError
 from curate.schema import (
     ID,
     INPUT_STAGE,
@@ -39,119 +46,6 @@ from curate.schema import (
 from curate.stage import Stage, StageResult
 
 log = logging.getLogger("curate.engine")
-
-
-# -- the plan ---------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Segment:
-    """Stages that run fused on each batch (kind 'row'), or one global stage (kind 'global')."""
-
-    kind: str
-    specs: list[StageSpec]
-    resources: dict[str, float] = field(default_factory=dict)
-    mode: str = "auto"  # engine.stateful_stages
-
-    @property
-    def in_actors(self) -> bool:
-        """Run in an actor pool: a row segment with a stage that has setup(), under `actors`, or under `auto`
-        when it needs a GPU (a model on the device, loaded once per actor)."""
-        if self.kind != "row" or not self.stateful:
-            return False
-        return self.mode == "actors" or (self.mode == "auto" and bool(self.resources.get("num_gpus")))
-
-    @property
-    def stateful(self) -> bool:
-        return any(s.cls.needs_setup() for s in self.specs)
-
-    @property
-    def label(self) -> str:
-        return "+".join(s.id for s in self.specs)
-
-
-def plan_segments(specs: list[StageSpec], mode: str = "auto") -> list[Segment]:
-    """Fuse row stages into segments; a global stage or different resources start a new one.
-
-    `mode` (engine.stateful_stages) says where stages with setup() run. "tasks": everything fuses into Ray tasks
-    (fused with the read; setup once per worker process). "actors": from the first stage with setup() on, the chain
-    runs in an actor pool (setup once per actor). "auto" (default): tasks, except GPU stages, which get actors."""
-    segments: list[Segment] = []
-    for spec in specs:
-        if spec.cls.is_global:
-            segments.append(Segment("global", [spec], spec.resources, mode))
-            continue
-        last = segments[-1] if segments else None
-        fits = (
-            last is not None
-            and last.kind == "row"
-            and last.resources == spec.resources
-            and (mode != "actors" or last.stateful or not spec.cls.needs_setup())
-        )
-        if fits:
-            last.specs.append(spec)  # type: ignore[union-attr]
-        else:
-            segments.append(Segment("row", [spec], spec.resources, mode))
-    return segments
-
-
-@dataclass
-class Phase:
-    """Segments that stream from one input to one writer. A pipeline splits into phases at its global stages:
-    each phase but the last hands its live documents to the next through a checkpoint on disk, so that a global
-    stage sees every document and a killed run resumes from the last finished phase."""
-
-    index: int
-    segments: list[Segment]
-    final: bool
-
-    @property
-    def starts_global(self) -> bool:
-        return bool(self.segments) and self.segments[0].kind == "global"
-
-    @property
-    def first_stage(self) -> str | None:
-        return self.segments[0].specs[0].id if self.segments else None
-
-
-def plan_phases(specs: list[StageSpec], mode: str = "auto") -> list[Phase]:
-    groups: list[list[Segment]] = [[]]
-    for seg in plan_segments(specs, mode):
-        if seg.kind == "global" and groups[-1]:
-            groups.append([])
-        groups[-1].append(seg)
-    return [Phase(i, segs, i == len(groups) - 1) for i, segs in enumerate(groups)]
-
-
-def stage_schemas(pipeline: Pipeline) -> tuple[dict[str, pa.Schema], pa.Schema]:
-    """The schema at each stage's input, and the schema of kept documents. Checks each stage's input columns."""
-    schema = pipeline.input.schema()
-    out: dict[str, pa.Schema] = {INPUT_STAGE: schema}
-    for spec in pipeline.stages:
-        missing = [c for c in spec.cls.input_columns if c not in schema.names]
-        if missing:
-            raise ConfigError(
-                f"{pipeline.file}:{spec.line or '?'}: stage '{spec.id}' ({spec.uses}) needs column(s) "
-                f"{', '.join(missing)}, which the input and earlier stages do not provide "
-                f"(available: {', '.join(schema.names)})",
-                hint="an HTML extraction stage (trafilatura) must come before stages that read text"
-                if "text" in missing or "html" in missing
-                else None,
-            )
-        out[spec.id] = schema
-        keep = [f for f in schema if f.name not in spec.cls.drop_columns and f.name not in spec.cls.output_columns]
-        schema = pa.schema(keep + [pa.field(n, t) for n, t in spec.cls.output_columns.items()])
-    return out, schema
-
-
-def rejected_schemas(pipeline: Pipeline, schemas: dict[str, pa.Schema]) -> dict[str, pa.Schema]:
-    """The schema of each stage's rejected rows: as they entered the stage, plus its rejected_columns."""
-    out = dict(schemas)
-    for spec in pipeline.stages:
-        extra = [pa.field(n, t) for n, t in spec.cls.rejected_columns.items() if n not in schemas[spec.id].names]
-        if extra:
-            out[spec.id] = pa.schema(list(schemas[spec.id]) + extra)
-    return out
 
 
 # -- the ledger: input counts, stage timings and progress --------------------------------------------------------
