@@ -29,7 +29,7 @@ def halve(doc):
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "user_filters.py").write_text(USER_FILTERS + EDITING_STAGE)
+    (tmp_path / "size_filters.py").write_text(USER_FILTERS + EDITING_STAGE)
     for k in range(3):
         write_docs(tmp_path / "in" / f"part{k}.parquet", 40, start=40 * k)
     write_pipeline(
@@ -40,11 +40,11 @@ def workdir(tmp_path, monkeypatch):
         output: {path: out, shard_rows: 25}
         engine: {batch_rows: 16, progress_seconds: 0}
         stages:
-          - {id: lorem, uses: "user_filters:no_lorem"}
-          - {id: halve, uses: "user_filters:halve"}
-          - {id: gate, uses: "user_filters:TopicGate", with: {banned: [5]}}
+          - {id: lorem, uses: "size_filters:no_lorem"}
+          - {id: halve, uses: "size_filters:halve"}
+          - {id: gate, uses: "size_filters:TopicGate", with: {banned: [5]}}
           - {id: dedup, uses: exact_dedup}
-          - {id: words, uses: "user_filters:count_words"}
+          - {id: words, uses: "size_filters:count_words"}
         """,
     )
     return tmp_path
