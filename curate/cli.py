@@ -19,7 +19,14 @@ from curate.errors import CurateError
 
 # Modules that add subcommands through register_cli(subparsers); each is optional and imported lazily enough
 # that `curate --help` stays fast (no torch, no ray at import).
-SUBCOMMAND_MODULES = ("curate.samples", "curate.train.cli", "curate.cluster", "curate.verify", "curate.report")
+SUBCOMMAND_MODULES = (
+    "curate.samples",
+    "curate.train.cli",
+    "curate.cluster",
+    "curate.verify",
+    "curate.classifier",
+    "curate.report",
+)
 
 
 def _setup_logging(verbosity: int) -> None:
