@@ -206,9 +206,10 @@ def add_sizes(
     written: list[dict[str, Any]],
 ) -> bool:
     """Add words and bytes in, kept, out and rejected by reason to stats.json's stage entries (the input first).
-    `layout` is {stage: (kind, phase)}; `written` the sizes each phase wrote as kept. Row stages and the input
-    measure their own figures; a global stage's input is what the phase before it wrote, its kept ones are its
-    input less its rejections, and its output is what the next stage of its phase got (or what the phase wrote).
+    `layout` is {stage: (kind, phase)}; `written` the sizes each phase wrote as kept. Row stages measure their own
+    figures; the input's kept ones are what the first stage got; a global stage's input is what the phase before it
+    wrote, its kept ones are its input less its rejections, and its output is what the next stage of its phase got
+    (or what the phase wrote).
     Returns whether sizes are conserved: in = kept + rejected for every measuring stage, each stage's output is
     the next one's input, and the last stage's output is what the run wrote."""
     ok = True
@@ -218,7 +219,13 @@ def add_sizes(
             fig = figures.get(e["id"], {})
             rej: dict[str, int] = fig.get(f"{unit}_rejected", {})
             kind, phase = layout.get(e["id"], ("row", 0))
-            if kind == "row":  # the input pseudo-stage and row stages measure their own figures
+            if e["id"] == INPUT_STAGE and (len(entries) == 1 or layout.get(entries[1]["id"]) == ("row", 0)):
+                # what the input handed on is what the first stage got (or what the run wrote): counted per
+                # segment batch, which a resumed run never counts twice, unlike a read batch split between bundles
+                first = entries[1]["id"] if len(entries) > 1 else None
+                n_kept = figures.get(first, {}).get(f"{unit}_in", 0) if first else written[0].get(unit, 0)
+                n_in, n_out = n_kept + sum(rej.values()), n_kept
+            elif kind == "row":  # row stages (and an input followed by a global stage) measure their own figures
                 n_in, n_kept, n_out = (fig.get(f"{unit}_{k}", 0) for k in ("in", "kept", "out"))
                 ok &= n_in == n_kept + sum(rej.values())
                 ok &= prev_out is None or prev_out == n_in

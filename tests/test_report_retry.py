@@ -114,3 +114,45 @@ def test_sizes_equal_an_uninterrupted_run_after_a_killed_worker(workdir, ray_ses
     assert _sizes(stats) == (ref_stages, ref_totals)
     assert stats["sizes_conserved"] is True
     assert _sizes(json.loads((workdir / "out" / "stats.json").read_text())) == (ref_stages, ref_totals)
+
+
+RESUME_PIPE = """
+name: sizes-resume
+input: {format: parquet, path: in}
+output: {path: out, shard_rows: 10}
+engine: {batch_rows: 10, progress_seconds: 0}
+stages:
+  - {id: slow, uses: "slow_filters:slow", with: {seconds: 0.01}}
+  - {id: lines, uses: refinedweb_lines}
+  - {id: dedup, uses: exact_dedup}
+  - {id: slow_after, uses: "slow_filters:slow", with: {seconds: 0.005}}
+"""
+
+
+@pytest.mark.e2e
+def test_sizes_equal_an_uninterrupted_run_after_a_killed_driver_resumes(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from helpers import SLOW_FILTERS, commits
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "slow_filters.py").write_text(SLOW_FILTERS)
+    for k in range(8):
+        write_docs(tmp_path / "in" / f"part{k}.parquet", 25, start=25 * k)
+    write_pipeline(tmp_path / "p.yaml", RESUME_PIPE)
+    reference = engine.run(config.load("p.yaml", output_path="ref"), runner="local")
+    cmd = [sys.executable, "-m", "curate.cli", "run", "p.yaml", "--runner", "local"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while commits(tmp_path / "out", 0) < 3 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver dies with part of phase 0 committed
+    proc.wait()
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert stats["attempts"] == 2
+    assert stats["sizes_conserved"] is True
+    assert _sizes(stats) == _sizes(reference)
