@@ -13,7 +13,6 @@ import numpy as np
 
 KEPT_COLOUR = "#2b7bb9"
 REJECTED_COLOUR = "#d9534f"
-PALETTE = ["#2b7bb9", "#d9534f", "#5cb85c", "#f0ad4e", "#8e6bbf", "#5bc0de", "#777777", "#c7a17a", "#e377c2"]
 
 
 def available() -> bool:
@@ -78,7 +77,8 @@ def rejections(stages: list[dict[str, Any]]) -> bytes:
     rows = [s for s in stages if s.get("rejected")]
     fig, ax = plt.subplots(figsize=(10, 0.45 * max(1, len(rows)) + 1.4))
     reasons = sorted({r for s in rows for r in s["reasons"]}, key=lambda r: -sum(s["reasons"].get(r, 0) for s in rows))
-    colours = {r: PALETTE[i % len(PALETTE)] for i, r in enumerate(reasons)}
+    cmap = plt.get_cmap("tab20")  # 20 distinguishable colours; reasons beyond that repeat them
+    colours = {r: cmap(i % 20) for i, r in enumerate(reasons)}
     y = np.arange(len(rows))
     left = np.zeros(len(rows))
     for r in reasons:
