@@ -40,5 +40,6 @@ def simplify_text(text: str) -> str:
     # spaces leaves both spaces, since whitespace is collapsed before marks are dropped).
     text = _DT_NUMBER.sub("0", text.lower())
     text = _SPACE.sub(" ", text.translate(_DT_PUNCTUATION_TRANS).strip())
-    text = "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
+    if not text.isascii():  # ASCII has no combining marks and NFD leaves it as it is: skip the per-character pass
+        text = "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
     return text.strip()
