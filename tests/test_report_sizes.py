@@ -11,7 +11,7 @@ import pytest
 from helpers import USER_FILTERS, write_docs, write_pipeline
 
 from curate import config, engine
-from curate.schema import doc_sizes
+from curate.schema import doc_sizes, word_counts
 
 EDITING_STAGE = '''
 import curate
@@ -109,3 +109,65 @@ def test_doc_sizes_follow_str_split_and_html_before_text():
     words, nbytes = doc_sizes(html)
     assert nbytes.tolist() == [8, 2]  # HTML bytes until there is text
     assert words.tolist() == [0, 1]
+
+
+def test_word_counts_equal_str_split_on_every_kind_of_whitespace():
+    import random
+
+    rng = random.Random(0)
+    alphabet = [
+        " ",
+        "\t",
+        "\n",
+        "\r",
+        "\x0b",
+        "\x1c",
+        "\x1f",
+        "\x85",
+        "\xa0",
+        "\u1680",
+        "\u2003",
+        "\u2028",
+        "\u202f",
+        "\u3000",
+        "\u200b",
+        "\ufeff",
+        "a",
+        "é",
+        "中",
+        "\U0001f600",
+        "\x00",
+        "\xc2",
+    ]
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 40))) for _ in range(5000)] + [None, ""]
+    expected = [len(t.split()) if t else 0 for t in texts]
+    assert word_counts(pa.array(texts, pa.string())).tolist() == expected
+    assert word_counts(pa.array(texts, pa.large_string())).tolist() == expected
+    sliced = pa.chunked_array([pa.array(texts[:100]), pa.array(texts[100:]).slice(7)])
+    assert word_counts(sliced).tolist() == expected[:100] + expected[107:]
+
+
+def test_a_pipeline_that_opens_with_a_global_stage_has_its_sizes_too(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "size_filters.py").write_text(USER_FILTERS)
+    for k in range(2):
+        write_docs(tmp_path / "in" / f"part{k}.parquet", 30, start=30 * k)
+    write_pipeline(
+        tmp_path / "g.yaml",
+        """
+        name: global-first
+        input: {format: parquet, path: in}
+        output: {path: out}
+        engine: {progress_seconds: 0}
+        stages:
+          - {id: dedup, uses: exact_dedup}
+          - {id: lorem, uses: "size_filters:no_lorem"}
+        """,
+    )
+    stats = engine.run(config.load("g.yaml"), runner="local")
+    assert stats["sizes_conserved"] is True
+    inputs = pq.read_table(sorted((tmp_path / "in").glob("*.parquet"))).column("text").to_pylist()
+    kept = pq.read_table(sorted((tmp_path / "out" / "data").glob("*.parquet"))).column("text").to_pylist()
+    assert stats["input_words"] == _words(inputs) and stats["output_words"] == _words(kept)
+    dedup = next(s for s in stats["stages"] if s["id"] == "dedup")
+    assert dedup["words_rejected"] == {r: _words(t) for r, t in _rejected_by_reason(tmp_path / "out", "dedup").items()}

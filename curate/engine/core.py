@@ -38,7 +38,6 @@ from curate.schema import (
     add_sizes,
     attach_figures,
     doc_sizes,
-    input_sizes,
     merge_figures,
     stage_sizes,
     with_reserved,
@@ -436,8 +435,7 @@ def read_unit(
         if skip is not None and not all(keep):
             batch = batch.filter(pa.array(keep, pa.bool_()))
         if batch.num_rows:
-            # the input's sizes, once: a later phase re-reads the checkpoint, which is no new input
-            yield batch if reader.format == "checkpoint" else attach_figures(batch, {INPUT_STAGE: input_sizes(batch)})
+            yield batch
     on_done(unit.key, n, reader.take_counts())
 
 
