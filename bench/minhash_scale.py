@@ -236,8 +236,12 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for i, (r, dedup, rec) in enumerate(rows):
         mem = r["memory"]
+        found = " / ".join(
+            f"{rec['by_jaccard'][k][1]:.3f} of {rec['by_jaccard'][k][0]:,}" if k in rec["by_jaccard"] else "-"
+            for k in (">= 0.9", ">= 0.8", ">= 0.5", "< 0.5")
+        )
         print(
-            f"| {i + 1} | {r['stats']['input_docs']:,} | {dedup['rejected']:,} | {rec['planted_removed']:.4f} | "
+            f"| {i + 1} | {r['stats']['input_docs']:,} | {dedup['rejected']:,} | {found} | "
             f"{rec['removed_not_planted']:,} | {r['wall']:.0f} | {r['stats']['input_docs'] / r['wall']:,.0f} | "
             f"{mem.peak_by_kind.get('worker', 0) / 2**20:,.0f} MiB | {mem.peak_by_kind.get('driver', 0) / 2**20:,.0f} "
             f"MiB | {mem.peak_total / 2**30:.1f} GiB |"
