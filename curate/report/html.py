@@ -27,6 +27,8 @@ from curate.schema import doc_sizes
 
 REPORT = "report.html"
 EXCERPT_CHARS = 320
+# duplicate_of values read for the cluster sizes of a dedup stage without dedup_cluster_size (one short column)
+MAX_DUPLICATE_IDS = 2_000_000
 
 
 def write_report(out: str, max_rows: int = 10_000, examples: int = 3) -> str:
@@ -437,10 +439,14 @@ def _cluster_sizes(run: RunOutput, kept: pa.Table) -> np.ndarray | None:
         v = _values(kept, "dedup_cluster_size")
         return v[np.isfinite(v)].astype(int)
     counts: Counter[str] = Counter()
+    left = MAX_DUPLICATE_IDS
     for shard in run.shards_of(kept=False):
-        t = run.read(shard, ["duplicate_of"])
+        if left <= 0:
+            break
+        t = run.read(shard, ["duplicate_of"], limit=left)
         if "duplicate_of" in t.column_names:
             counts.update(v for v in t.column("duplicate_of").to_pylist() if v)
+            left -= t.num_rows
     if not counts:
         return None
     singletons = max(0, run.stats.get("output_docs", 0) - len(counts))

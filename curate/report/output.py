@@ -104,9 +104,14 @@ class RunOutput:
         return pq.ParquetFile(fs.open(join(root, shard.path), "rb"))
 
     def columns(self, shards: list[Shard] | None = None) -> dict[str, pa.DataType]:
-        """The columns of the given shards (all of them by default) and their types."""
+        """The columns of the given shards (all of them by default) and their types. The shards of one stage (and
+        the kept ones) share a schema, so one footer is read per stage."""
         out: dict[str, pa.DataType] = {}
+        seen: set[str | None] = set()
         for shard in self.shards if shards is None else shards:
+            if shard.stage in seen:
+                continue
+            seen.add(shard.stage)
             for f in self._file(shard).schema_arrow:
                 out.setdefault(f.name, f.type)
         return out
