@@ -351,7 +351,7 @@ def build_report(run: RunOutput, max_rows: int = 10_000, examples: int = 3) -> s
             "duplicates",
             "Duplicate clusters",
             f"Clusters of documents that {', '.join(dedup_stages) or 'deduplication'} found to be duplicates: "
-            f"{len(multi):,} clusters of two or more documents (the largest has {largest:,}), "
+            f"{len(multi):,} cluster(s) of two or more documents (the largest has {largest:,}), "
             f"{int((sizes == 1).sum()):,} documents without a duplicate. Each cluster kept one document.",
         )
         if len(multi):
