@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import textwrap
+import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -93,3 +97,18 @@ def all_ids(out: Path) -> list[str]:
             continue
         ids += pq.read_table(f, columns=["id"]).column("id").to_pylist()
     return ids
+
+
+def kill_a_worker_that_counted(pid_dir: Path, killed: list[int], stop: Any, batches: int = 2) -> None:
+    """SIGKILL (once) a worker that has already processed `batches` batches (a stage appends a line "batch" to
+    pid_dir/<its pid> per batch): figures not exact under retries would count those batches twice."""
+    while not stop.is_set():
+        for p in pid_dir.iterdir():
+            if int(p.name) != os.getpid() and p.read_text().count("batch") >= batches:
+                try:
+                    os.kill(int(p.name), signal.SIGKILL)
+                except ProcessLookupError:
+                    continue
+                killed.append(int(p.name))
+                return
+        time.sleep(0.02)

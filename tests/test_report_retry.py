@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from helpers import write_docs, write_pipeline
+from helpers import kill_a_worker_that_counted, write_docs, write_pipeline
 
 from curate import config, engine
 
@@ -69,20 +69,6 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
-def _kill_once(pid_dir, killed, stop, batches=2):
-    """SIGKILL one worker that has already processed `batches` batches (their figures are then retried)."""
-    while not stop.is_set():
-        for p in pid_dir.iterdir():
-            if int(p.name) != os.getpid() and p.read_text().count("batch") >= batches:
-                try:
-                    os.kill(int(p.name), signal.SIGKILL)
-                except ProcessLookupError:
-                    continue
-                killed.append(int(p.name))
-                return
-        time.sleep(0.02)
-
-
 SIZE_KEYS = ("words_in", "words_kept", "words_out", "words_rejected", "bytes_in", "bytes_kept", "bytes_out")
 
 
@@ -99,7 +85,7 @@ def test_sizes_equal_an_uninterrupted_run_after_a_killed_worker(workdir, ray_ses
         p.unlink()
     killed: list[int] = []
     stop = threading.Event()
-    killer = threading.Thread(target=_kill_once, args=(workdir / "pids", killed, stop), daemon=True)
+    killer = threading.Thread(target=kill_a_worker_that_counted, args=(workdir / "pids", killed, stop), daemon=True)
     killer.start()
     try:
         stats = engine.run(config.load("p.yaml"), runner="ray")

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import threading
-import time
 
 import pytest
-from helpers import write_docs, write_pipeline
+from helpers import kill_a_worker_that_counted, write_docs, write_pipeline
 
 from curate import config, engine
 
@@ -71,21 +68,6 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
-def _kill_a_worker_that_counted(pid_dir, killed, stop, batches=2):
-    """SIGKILL (once) a worker that has already counted `batches` batches of its task: without exact figures,
-    the retried task would count those batches a second time."""
-    while not stop.is_set():
-        for p in pid_dir.iterdir():
-            if int(p.name) != os.getpid() and p.read_text().count("batch") >= batches:
-                try:
-                    os.kill(int(p.name), signal.SIGKILL)
-                except ProcessLookupError:
-                    continue
-                killed.append(int(p.name))
-                return
-        time.sleep(0.02)
-
-
 def _figures(stats):
     return {s["id"]: s.get("counters", {}) for s in stats["stages"]}
 
@@ -96,7 +78,7 @@ def test_counters_equal_an_uninterrupted_run_after_a_killed_worker(workdir, ray_
         p.unlink()
     killed: list[int] = []
     stop = threading.Event()
-    killer = threading.Thread(target=_kill_a_worker_that_counted, args=(workdir / "pids", killed, stop), daemon=True)
+    killer = threading.Thread(target=kill_a_worker_that_counted, args=(workdir / "pids", killed, stop), daemon=True)
     killer.start()
     try:
         stats = engine.run(config.load("p.yaml"), runner="ray")
