@@ -24,7 +24,7 @@ SUBCOMMAND_MODULES = (
     "curate.train.cli",
     "curate.cluster",
     "curate.verify",
-    "curate.classifier",
+    "curate.classifier_cli",
     "curate.report",
 )
 
