@@ -117,13 +117,12 @@ def load(
     fmt, reader = _load_input(data, doc, check_input)
     output = _load_output(data, doc, name)
     engine = _load_engine(data, doc)
-    if "batch_rows" not in data["input"]:
-        reader.batch_rows = engine.batch_rows
+    _default_batch_rows(data["input"], reader, engine.batch_rows)
     stages = _load_stages(data, doc)
     resolved = {
         "name": name,
         **({"description": data["description"]} if "description" in data else {}),
-        "input": {"format": fmt, **plain(dataclasses.asdict(reader))},
+        "input": _resolved_input(fmt, reader),
         "output": plain(dataclasses.asdict(output)),
         "engine": plain(dataclasses.asdict(engine)),
         "stages": [_resolved_stage(s) for s in stages],
@@ -135,6 +134,8 @@ def _override_paths(data: dict[str, Any], input_path: str | None, output_path: s
     """--input and --output replace input.path and output.path."""
     if input_path is not None:
         data.setdefault("input", {})
+        if isinstance(data["input"], list):
+            raise ConfigError("--input replaces one input's path; this pipeline lists several input sources")
         if isinstance(data["input"], dict):
             data["input"]["path"] = input_path
     if output_path is not None:
@@ -144,28 +145,81 @@ def _override_paths(data: dict[str, Any], input_path: str | None, output_path: s
 
 
 def _load_input(data: dict[str, Any], doc: LocatedYaml, check_input: bool) -> tuple[str, Reader]:
-    """The `input:` section: its format's reader, built and (with check_input) shown to find files."""
+    """The `input:` section: its format's reader, built and (with check_input) shown to find files; or a list of
+    named sources (`[{name: web, format: warc, ...}, ...]`), read as one by curate.io.multi.MultiReader."""
     inp = data.get("input")
+    if isinstance(inp, list):
+        return _load_sources(inp, doc, check_input)
     if not isinstance(inp, dict):
         raise ConfigError(f"{doc.where('input')}: 'input' must be a mapping with format and path")
+    return _load_reader(inp, doc, ("input",), "input", check_input)
+
+
+def _load_reader(
+    inp: dict[str, Any], doc: LocatedYaml, where: tuple[Any, ...], what: str, check_input: bool, skip: tuple = ()
+) -> tuple[str, Reader]:
+    """One reader from its mapping (`format` and the reader's keys) at `where` in the file."""
     fmt = inp.get("format")
     if not isinstance(fmt, str):
-        raise ConfigError(f"{doc.where('input')}: input.format is required (parquet, jsonl, warc, ...)")
+        raise ConfigError(f"{doc.where(*where)}: {what}.format is required (parquet, jsonl, warc, ...)")
     try:
         reader_cls = registry.load_reader(fmt)
     except ConfigError as e:
-        raise ConfigError(f"{doc.where('input', 'format')}: {e.message}", hint=e.hint) from None
-    reader_params = check_params(reader_cls, inp, doc, ("input",), "input", skip=("format",))
+        raise ConfigError(f"{doc.where(*where, 'format')}: {e.message}", hint=e.hint) from None
+    reader_params = check_params(reader_cls, inp, doc, where, what, skip=("format", *skip))
     try:
         reader = reader_cls(**reader_params)
     except CurateError as e:
-        raise type(e)(f"{doc.where('input')}: {e.message}", hint=e.hint) from None
+        raise type(e)(f"{doc.where(*where)}: {e.message}", hint=e.hint) from None
     if check_input:
         try:
             reader.files()
         except CurateError as e:
-            raise type(e)(f"{doc.where('input', 'path')}: {e.message}", hint=e.hint) from None
+            raise type(e)(f"{doc.where(*where, 'path')}: {e.message}", hint=e.hint) from None
     return fmt, reader
+
+
+def _load_sources(items: list[Any], doc: LocatedYaml, check_input: bool) -> tuple[str, Reader]:
+    """`input:` as a list of named sources; each document's `source` column is its source's name."""
+    from curate.io.multi import MultiReader
+
+    if not items:
+        raise ConfigError(f"{doc.where('input')}: 'input' lists no sources")
+    names, readers = [], []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ConfigError(f"{doc.where('input', i)}: each input source is a mapping with name, format and path")
+        name = item.get("name")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{doc.where('input', i)}: input source #{i + 1} needs a 'name' (e.g. web, books)")
+        _, reader = _load_reader(item, doc, ("input", i), f"input '{name}'", check_input, skip=("name",))
+        names.append(name)
+        readers.append(reader)
+    try:
+        return "multi", MultiReader(names=names, readers=readers)
+    except CurateError as e:
+        raise type(e)(f"{doc.where('input')}: {e.message}", hint=e.hint) from None
+
+
+def _default_batch_rows(inp: Any, reader: Reader, batch_rows: int) -> None:
+    """Readers without their own batch_rows read engine.batch_rows documents per batch."""
+    if isinstance(inp, list):
+        for item, inner in zip(inp, reader.readers):  # type: ignore[attr-defined]
+            if "batch_rows" not in item:
+                inner.batch_rows = batch_rows
+        reader.batch_rows = batch_rows
+    elif "batch_rows" not in inp:
+        reader.batch_rows = batch_rows
+
+
+def _resolved_input(fmt: str, reader: Reader) -> Any:
+    """The input as it will run: one mapping, or the list of named sources."""
+    if fmt == "multi":
+        return [
+            {"name": n, "format": r.format, **plain(dataclasses.asdict(r))}
+            for n, r in zip(reader.names, reader.readers)  # type: ignore[attr-defined]
+        ]
+    return {"format": fmt, **plain(dataclasses.asdict(reader))}
 
 
 def _load_output(data: dict[str, Any], doc: LocatedYaml, name: str) -> Output:

@@ -127,3 +127,17 @@ def test_ccnet_buckets_in_a_pipeline(run_dir, tmp_path, monkeypatch):
     assert all(r["id"].startswith("e") and int(r["id"][1:]) < 60 for r in heads)
     counters = {s["id"]: s for s in stats["stages"]}["buckets"]["counters"]
     assert counters["cut:en:30"] < counters["cut:en:60"] and "cut:xx:30" in counters
+
+
+def test_prefix_tokenization_gives_the_first_tokens_of_the_whole_text(run_dir):
+    stage = _stage(run_dir, max_tokens=12)
+    texts = [
+        " ".join(sentences(20, seed=13)),
+        "word  " * 100,  # double spaces: the cut never falls inside a run of spaces
+        "x" * 400 + " tail",  # one very long token run: too few tokens in the prefix, so the whole text
+        "ünïcödé wörds, and\tTabs\nand lines " * 30,
+        "short",
+        "",
+    ]
+    full = [list(ids)[:12] for ids in stage._tok.encode_batch(texts)]
+    assert stage._encode(texts) == full

@@ -301,6 +301,8 @@ def build_stats(
         "runner": runner,
         "input_docs": input_docs,
         "output_docs": output_docs,
+        # extra rows of kept documents written more than once (repeat, mix): OUT/data holds output_docs + copies
+        "copies": sum(c["counts"].get("copies", 0) for c in state.commits(phases[-1].index)),
         "rejected_docs": rejected_total,
         "conserved": True,
         "input_units": len(state.units(0)),

@@ -36,6 +36,11 @@ PIPELINE = "pipeline.yaml"
 SUCCESS = "_SUCCESS"
 SIDE_MANIFEST = "_manifest.json"  # written last into an external side-table folder (a dedup index)
 TMP_PREFIX = ".tmp-"
+# A kept document's int column saying how many times the output holds it (`repeat`, `mix`): the final writer
+# writes the document once as itself and k - 1 more times as copies with derived ids `<id>#2` ... `<id>#k`, in
+# shards of kind "copy". Copies are counted apart (commit counts "copies", stats.json `copies`), never as
+# documents: conservation stays documents read = kept + rejected.
+COPIES = "copies"
 
 
 class ShardWriter:
@@ -79,7 +84,12 @@ class ShardWriter:
         record["counts"]["kept"] = kept.num_rows
         files = record["files"]
         if kept.num_rows:
-            files += self._write_rows(conform(kept, self.kept_schema), self.kept_dir, write_id, "kept", None)
+            kept = conform(kept, self.kept_schema)
+            files += self._write_rows(kept, self.kept_dir, write_id, "kept", None)
+            copies = expand_copies(kept) if self.kept_dir == DATA_DIR else None
+            if copies is not None:
+                record["counts"]["copies"] = copies.num_rows
+                files += self._write_rows(copies, self.kept_dir, f"{write_id}-copies", "copy", None)
         rejected = table.filter(pc.invert(kept_mask))
         if rejected.num_rows:
             by_stage: dict[str, Counter[str]] = defaultdict(Counter)
@@ -124,6 +134,22 @@ class ShardWriter:
 
     def _put(self, table: pa.Table, rel: str) -> dict[str, Any]:
         return put_parquet(self.output.path, rel, table, self.output.compression, self.output.compression_level)
+
+
+def expand_copies(kept: pa.Table) -> pa.Table | None:
+    """The extra rows of kept documents whose COPIES column says k > 1: copy j (2..k) with id `<id>#j`; None when
+    there are none."""
+    if COPIES not in kept.column_names:
+        return None
+    k = pc.fill_null(kept.column(COPIES), 1).to_numpy(zero_copy_only=False).astype("int64")
+    extra = k - 1
+    if not (extra > 0).any():
+        return None
+    rows = [i for i, e in enumerate(extra.tolist()) for _ in range(max(e, 0))]
+    ordinal = [j for e in extra.tolist() for j in range(2, e + 2)]
+    table = kept.take(pa.array(rows, pa.int64()))
+    ids = pc.binary_join_element_wise(table.column("id"), pa.array([str(j) for j in ordinal], pa.string()), "#")
+    return table.set_column(table.schema.get_field_index("id"), "id", ids)
 
 
 def put_parquet(root_url: str, rel: str, table: pa.Table, compression: str, level: int | None) -> dict[str, Any]:
