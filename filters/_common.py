@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 import pyarrow as pa
 
 from curate.stage import Filter
-from curate.text import WordTokenizer, tokenizer
+from curate.text import WordTokenizer, check_splitter, tokenizer
 
 # datatrove.utils.text.PUNCTUATION plus its TERMINAL_PUNCTUATION (PUNCTUATION_SET): a "symbol word" (Gopher) is a
 # token made only of these. Copied rather than imported: datatrove is not a dependency of curate.
@@ -29,15 +29,16 @@ def duplicates(items: Sequence[str]) -> tuple[int, int]:
     return len(items) - len(unique), sum(map(len, items)) - sum(map(len, unique))
 
 
-def doc_tokenizers(batch: pa.Table, language: str | None) -> Iterator[WordTokenizer]:
-    """One tokenizer per row: the stage's `language`, or (language: null) each document's `language` column."""
+def doc_tokenizers(batch: pa.Table, language: str | None, splitter: str | None = None) -> Iterator[WordTokenizer]:
+    """One tokenizer per row: the stage's `language`, or (language: null) each document's `language` column; a
+    named `splitter` for the languages it serves."""
     if language is not None or "language" not in batch.column_names:
-        tok = tokenizer(language)
+        tok = tokenizer(language, splitter)
         for _ in range(batch.num_rows):
             yield tok
     else:
         for lang in batch.column("language").to_pylist():
-            yield tokenizer(lang)
+            yield tokenizer(lang, splitter)
 
 
 def texts(batch: pa.Table) -> list[str]:
@@ -48,17 +49,21 @@ def texts(batch: pa.Table) -> list[str]:
 class WordFilter(Filter):
     """A filter that decides from a document's text and its language's word tokenizer (Gopher, FineWeb quality).
 
-    Subclasses declare a `language` field (null: each document's `language` column) and implement check()."""
+    Subclasses declare a `language` field (null: each document's `language` column), may declare `word_splitter`
+    (a name in curate.text.SPLITTERS), and implement check()."""
 
     def setup(self) -> None:
         # spaCy's rules compile into large regular expressions: build them once per worker, not in a batch.
         language = self.language  # type: ignore[attr-defined]
+        splitter = getattr(self, "word_splitter", None)
+        check_splitter(splitter)
         if language is not None:
-            tokenizer(language)
+            tokenizer(language, splitter)
 
     def reject_batch(self, batch: pa.Table) -> list[str | None]:
         language = self.language  # type: ignore[attr-defined]
-        return [self.check(t, tok) for t, tok in zip(texts(batch), doc_tokenizers(batch, language))]
+        splitter = getattr(self, "word_splitter", None)
+        return [self.check(t, tok) for t, tok in zip(texts(batch), doc_tokenizers(batch, language, splitter))]
 
     def check(self, text: str, tok: WordTokenizer) -> str | None:
         """The reason to reject `text`, or None."""

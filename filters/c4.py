@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from curate.errors import StageError
 from curate.stage import Filter, Mapper
-from curate.text import canonical_language, tokenizer
+from curate.text import canonical_language, check_splitter, tokenizer
 from filters._common import doc_tokenizers, texts
 
 CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
@@ -52,11 +52,15 @@ class C4Quality(Mapper):
     filter_policy: bool = True
     # Sentence splitting rules; null: each document's `language` column.
     language: str | None = "en"
+    # A named word splitter for the languages it serves (curate.text.SPLITTERS; 'kiwi': Korean morphemes, needs
+    # curate[korean]); null: the language's default (Korean: eojeol).
+    word_splitter: str | None = None
 
     def setup(self) -> None:
         # spaCy's rules compile into large regular expressions: build them once per worker, not in a batch.
+        check_splitter(self.word_splitter)
         if self.language is not None:
-            tokenizer(self.language)
+            tokenizer(self.language, self.word_splitter)
 
     def map_batch(self, batch: pa.Table) -> tuple[pa.Table, list[str | None]]:
         counts = dict.fromkeys(
@@ -67,7 +71,7 @@ class C4Quality(Mapper):
         new_texts: list[str] = []
         reasons: list[str | None] = []
         changed = 0
-        for text, tok in zip(texts(batch), doc_tokenizers(batch, self.language)):
+        for text, tok in zip(texts(batch), doc_tokenizers(batch, self.language, self.word_splitter)):
             reason, kept = self._check(text, tok, counts)
             reasons.append(reason)
             new_texts.append(text if reason else kept)

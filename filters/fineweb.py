@@ -32,6 +32,9 @@ class FineWebQuality(WordFilter):
     new_line_ratio: float = 0.3
     # Word splitting rules; null: each document's `language` column.
     language: str | None = "en"
+    # A named word splitter for the languages it serves (curate.text.SPLITTERS; 'kiwi': Korean morphemes, needs
+    # curate[korean]); null: the language's default (Korean: eojeol).
+    word_splitter: str | None = None
 
     def __post_init__(self) -> None:
         self._stop = tuple(TERMINAL_PUNCTUATION if self.stop_chars is None else self.stop_chars)

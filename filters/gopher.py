@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from curate.text import WordTokenizer
+from curate.text import WordTokenizer, canonical_language
+from curate.text import stop_words as shipped_stop_words
 from filters._common import PUNCTUATION_SET, WordFilter, duplicates
 
 _PARAGRAPHS = re.compile(r"\n{2,}")
@@ -189,6 +190,9 @@ class GopherRepetition(WordFilter):
     dup_n_grams: tuple[tuple[float, ...], ...] = ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))
     # Word splitting rules; null: each document's `language` column (set by fasttext_langid).
     language: str | None = "en"
+    # A named word splitter for the languages it serves (curate.text.SPLITTERS; 'kiwi': Korean morphemes, needs
+    # curate[korean]); null: the language's default (Korean: eojeol).
+    word_splitter: str | None = None
 
     def __post_init__(self) -> None:
         self._top = [(int(n), float(f)) for n, f in self.top_n_grams]
@@ -291,13 +295,18 @@ class GopherQuality(WordFilter):
     min_alpha_words_ratio: float | None = 0.8
     # At least this many distinct stop words must occur.
     min_stop_words: int | None = 2
-    # Stop words (case-sensitive, as in datatrove); null: Gopher's English list.
+    # Stop words (case-sensitive, as in datatrove); null: the list shipped for `language` and `word_splitter`
+    # (Korean: curate/data/stopwords_ko*.txt), else Gopher's English list.
     stop_words: list[str] | None = None
     # Word splitting rules; null: each document's `language` column (set by fasttext_langid).
     language: str | None = "en"
+    # A named word splitter for the languages it serves (curate.text.SPLITTERS; 'kiwi': Korean morphemes, needs
+    # curate[korean]); null: the language's default (Korean: eojeol).
+    word_splitter: str | None = None
 
     def __post_init__(self) -> None:
-        self._stop = frozenset(STOP_WORDS if self.stop_words is None else self.stop_words)
+        shipped = shipped_stop_words(canonical_language(self.language), self.word_splitter) if self.language else None
+        self._stop = frozenset(self.stop_words if self.stop_words is not None else shipped or STOP_WORDS)
         self._symbol: dict[int, dict[str, Any]] = {}
         self._alpha: dict[int, dict[str, Any]] = {}
         self._stopword: dict[int, dict[str, Any]] = {}

@@ -26,7 +26,7 @@ from curate.errors import ConfigError, InputError, StageError
 from curate.io.base import join as join_path
 from curate.io.base import open_input
 from curate.stage import Docs, GlobalStage, Table
-from curate.text import canonical_language, simplify_text, tokenizer
+from curate.text import canonical_language, check_splitter, simplify_text, tokenizer
 
 log = logging.getLogger("curate.dedup")
 
@@ -53,6 +53,7 @@ class Plan:
     seed: int
     min_jaccard: float | None
     language: str | None
+    word_splitter: str | None = None
 
     @property
     def permutations(self) -> int:
@@ -67,6 +68,7 @@ class Plan:
             "rows": self.rows,
             "seed": self.seed,
             "language": self.language,
+            **({"word_splitter": self.word_splitter} if self.word_splitter else {}),
         }
 
 
@@ -103,6 +105,8 @@ class MinHash(GlobalStage):
     keep: str = "first"
     # Word splitting rules; null: each document's `language` column.
     language: str | None = "en"
+    # A named word splitter for the languages it serves (curate.text.SPLITTERS); null: the language's default.
+    word_splitter: str | None = None
     # Cross-dump index: {write: PATH} saves this run's kept documents' band keys; {against: [PATH, ...]} removes
     # documents that match an indexed one (indexed documents always win).
     index: dict[str, Any] | None = None
@@ -154,7 +158,9 @@ class MinHash(GlobalStage):
                 hint="lower min_jaccard (or auto), or raise threshold",
             )
         language = canonical_language(self.language) if self.language else None
-        return Plan(ngram, bands, rows, self.seed, None if min_j is None else float(min_j), language)
+        check_splitter(self.word_splitter)
+        min_j = None if min_j is None else float(min_j)
+        return Plan(ngram, bands, rows, self.seed, min_j, language, self.word_splitter)
 
     def _check_banding(self, bands: int, rows: int) -> None:
         if bands < 1 or rows < 1:
@@ -210,7 +216,7 @@ class MinHash(GlobalStage):
     # -- per batch: signatures, band keys, node keys -------------------------------------------------------------
     def setup(self) -> None:
         # spaCy's rules compile into large regular expressions: build them once per worker
-        tokenizer(self.plan.language)
+        tokenizer(self.plan.language, self.plan.word_splitter)
 
     def signatures(self, batch: pa.Table) -> tuple[np.ndarray, np.ndarray]:
         """(documents, permutations) uint32 MinHash signatures of a batch, and which documents have a word (the
@@ -218,14 +224,14 @@ class MinHash(GlobalStage):
         plan = self.plan
         texts = [simplify_text(t) if t else "" for t in batch.column("text").to_pylist()]
         if plan.language is not None or "language" not in batch.column_names:
-            words: Any = mm.batch_word_hashes(texts, tokenizer(plan.language))
+            words: Any = mm.batch_word_hashes(texts, tokenizer(plan.language, plan.word_splitter))
         else:
             # each document's own language: one batch per language, then back in document order
             langs = [canonical_language(x) for x in batch.column("language").to_pylist()]
             words = [np.zeros(0, np.uint64)] * len(texts)
             for lang in set(langs):
                 rows = [i for i, x in enumerate(langs) if x == lang]
-                flat, counts = mm.batch_word_hashes([texts[i] for i in rows], tokenizer(lang))
+                flat, counts = mm.batch_word_hashes([texts[i] for i in rows], tokenizer(lang, plan.word_splitter))
                 for i, part in zip(rows, np.split(flat, np.cumsum(counts)[:-1])):
                     words[i] = part
         hashes, counts = mm.shingle_hashes(words, plan.ngram)

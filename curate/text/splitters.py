@@ -8,6 +8,7 @@ import json
 import threading
 from collections.abc import Callable, Iterable
 
+from curate.errors import ConfigError
 from curate.text.cjk import CJK_WORD, KO_WORD
 from curate.text.languages import CJK_LANGUAGES, DATA, RULE_LANGUAGES, canonical_language
 from curate.text.rules import RuleTokenizer
@@ -16,6 +17,12 @@ from curate.text.tokenizer import FunctionTokenizer, RegexTokenizer, WordTokeniz
 _tokenizers: dict[str, WordTokenizer] = {}
 _registered: dict[str, Callable[[str], Iterable[str]]] = {}
 _lock = threading.RLock()
+# Named word splitters a stage's `word_splitter` may choose: name -> (the languages it serves, description). A
+# document in another language keeps its language's default splitter.
+SPLITTERS: dict[str, tuple[frozenset[str], str]] = {
+    "eojeol": (frozenset({"ko"}), "Korean words as written: whitespace-delimited eojeol, punctuation dropped"),
+    "kiwi": (frozenset({"ko"}), "Korean morphemes from Kiwi (pip install 'curate[korean]')"),
+}
 
 
 def register_splitter(language: str, splitter: Callable[[str], Iterable[str]] | None) -> None:
@@ -44,16 +51,39 @@ def _build(lang: str) -> WordTokenizer:
         return RuleTokenizer(json.load(f))
 
 
-def tokenizer(language: str | None = "en") -> WordTokenizer:
+def _build_named(lang: str, splitter: str) -> WordTokenizer:
+    if splitter == "kiwi":
+        from curate.text.korean import kiwi, kiwi_morphemes
+
+        kiwi()  # fail now, with the install hint, rather than at the first document
+        return FunctionTokenizer(lang, kiwi_morphemes)
+    return RegexTokenizer(lang, KO_WORD)  # eojeol
+
+
+def check_splitter(splitter: str | None) -> None:
+    """Raise ConfigError unless `splitter` is None or a name in SPLITTERS."""
+    if splitter is not None and splitter not in SPLITTERS:
+        names = ", ".join(sorted(SPLITTERS))
+        raise ConfigError(f"unknown word_splitter '{splitter}'", hint=f"the word splitters are: {names} (or null)")
+
+
+def tokenizer(language: str | None = "en", splitter: str | None = None) -> WordTokenizer:
     """The shared word tokenizer for a language (built once per process): spaCy's rules for en, de, fr, es, it,
-    pt, nl, ru, pl; CJK and Korean splitters; spaCy's multi-language rules for other languages. None -> en."""
+    pt, nl, ru, pl; CJK and Korean splitters; spaCy's multi-language rules for other languages. None -> en.
+    `splitter` names one of SPLITTERS ('kiwi': Korean morphemes); languages it does not serve keep their default."""
     lang = canonical_language(language) or "en"
-    tok = _tokenizers.get(lang)
+    key = lang
+    if splitter is not None:
+        check_splitter(splitter)
+        if lang in SPLITTERS[splitter][0]:
+            key = f"{lang}:{splitter}"
+    tok = _tokenizers.get(key)
     if tok is None:
         with _lock:
-            tok = _tokenizers.get(lang)
+            tok = _tokenizers.get(key)
             if tok is None:
-                tok = _tokenizers[lang] = _build(lang)
+                tok = _build(lang) if key == lang else _build_named(lang, str(splitter))
+                _tokenizers[key] = tok
     return tok
 
 
@@ -66,9 +96,9 @@ def clear_caches() -> None:
             tok._max_vocab = saved
 
 
-def split_words(text: str, language: str | None = None) -> list[str]:
-    """Words of `text` (punctuation tokens included), split as `language` wants; None means English."""
-    return tokenizer(language).words(text)
+def split_words(text: str, language: str | None = None, splitter: str | None = None) -> list[str]:
+    """Words of `text` (punctuation tokens included), split as `language` (None: English) and `splitter` want."""
+    return tokenizer(language, splitter).words(text)
 
 
 def split_sentences(text: str, language: str | None = None) -> list[str]:
