@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -215,12 +216,40 @@ class DocSet:
         return DocSet([i for i, k in zip(self.ids, keep) if k], [t for t, k in zip(self.texts, keep) if k])
 
 
-def read_docs(paths: list[str], text_column: str = "text") -> DocSet:
-    """Documents of text/JSONL/Parquet files, globs, directories or curate outputs (their kept documents)."""
+def split_words(text: str, words: int) -> list[str]:
+    """A text cut at blank lines into pieces of at least `words` words (paragraphs kept whole; the last piece
+    joins the one before when it is shorter)."""
+    pieces: list[str] = []
+    cur: list[str] = []
+    n = 0
+    for para in re.split(r"\r?\n[ \t]*\r?\n", text):
+        if not para.strip():
+            continue
+        cur.append(para.strip("\r\n"))
+        n += len(para.split())
+        if n >= words:
+            pieces.append("\n\n".join(cur))
+            cur, n = [], 0
+    if cur:
+        if pieces:
+            pieces[-1] += "\n\n" + "\n\n".join(cur)
+        else:
+            pieces.append("\n\n".join(cur))
+    return pieces
+
+
+def read_docs(paths: list[str], text_column: str = "text", txt_words: int | None = None) -> DocSet:
+    """Documents of text/JSONL/Parquet files, globs, directories or curate outputs (their kept documents). A
+    plain-text file is one document, or with `txt_words` many: cut at blank lines into >= txt_words words each."""
     from curate.train.data import input_files, iter_docs
 
     docs = DocSet()
     for f in input_files(paths):
+        if txt_words and not f.endswith((".parquet", ".jsonl", ".jsonl.gz", ".json", ".json.gz")):
+            (text,) = next(iter_docs(f, text_column))[1]
+            pieces = split_words(text, txt_words)
+            docs.add([f"{os.path.basename(f)}:{k}" for k in range(len(pieces))], pieces)
+            continue
         for ids, texts in iter_docs(f, text_column):
             # ids are namespaced by file: two inputs may number their rows the same way
             docs.add([f"{os.path.basename(f)}:{i}" for i in ids], texts)

@@ -90,6 +90,9 @@ def _add_inputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--positive-label", default="hq", help="label of positives (default hq, as DCLM)")
     p.add_argument("--negative-label", default="cc", help="label of negatives (default cc, as DCLM)")
     p.add_argument("--text-column", default="text", help="text column of JSONL/Parquet inputs")
+    p.add_argument(
+        "--txt-words", type=int, help="cut plain-text files (a book) into documents of >= N words at blank lines"
+    )
     p.add_argument("--examples", type=int, default=2, help="example texts per score decile in the report")
     p.add_argument("--report", help="write the report as JSON here (train: default MODEL.report.json)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -98,13 +101,13 @@ def _add_inputs(p: argparse.ArgumentParser) -> None:
 def _inputs(args: argparse.Namespace) -> tuple[DocSet, DocSet]:
     if not args.positive:
         raise ConfigError("give --positive documents (files, globs or curate outputs)")
-    pos = read_docs(args.positive, args.text_column)
+    pos = read_docs(args.positive, args.text_column, args.txt_words)
     neg_paths = list(args.negative)
     for out in args.rejected:
         neg_paths += rejected_files(out, args.rejected_stage)
     if not neg_paths:
         raise ConfigError("give --negative documents or --rejected curate outputs")
-    neg = read_docs(neg_paths, args.text_column)
+    neg = read_docs(neg_paths, args.text_column, args.txt_words)
     return pos, neg
 
 
@@ -143,8 +146,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not (args.heldout_positive and args.heldout_negative):
             raise ConfigError("give both --heldout-positive and --heldout-negative, or neither")
         heldout = (
-            read_docs(args.heldout_positive, args.text_column),
-            read_docs(args.heldout_negative, args.text_column),
+            read_docs(args.heldout_positive, args.text_column, args.txt_words),
+            read_docs(args.heldout_negative, args.text_column, args.txt_words),
         )
     report = train_classifier(
         pos,

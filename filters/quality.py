@@ -11,6 +11,7 @@ numeric column, kept apart from scoring (NeMo Curator's split) so that re-thresh
 from __future__ import annotations
 
 import math
+import os
 from typing import Literal
 
 import numpy as np
@@ -46,6 +47,16 @@ class QualityScore(Mapper):
         self.output_columns = {self.column: pa.float32()}  # type: ignore[misc]  # named in YAML: per instance
 
     def setup(self) -> None:
+        if not os.path.isfile(self.model):
+            # the usual first run of a recipe (dclm.yaml): say how to get a model, not only that it is missing
+            raise StageError(
+                f"quality_score: fastText model not found: '{self.model}'",
+                hint=(
+                    f"train one: curate classifier train --preset dclm --positive GOOD_TEXT... --negative WEB_TEXT... "
+                    f"--out {self.model} (README, DCLM-Baseline), or point model: at DCLM's "
+                    "openhermes_reddit_eli5_vs_rw_v2_bigram_200k_train.bin (--set stages.<id>.model=PATH)"
+                ),
+            )
         try:
             self._scorer = Scorer(load_model(self.model), self.label)
         except CurateError as e:
