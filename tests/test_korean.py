@@ -18,7 +18,16 @@ needs_kiwi = pytest.mark.skipif(not kiwi_available(), reason="kiwipiepy not inst
 
 def test_eojeol_are_whitespace_words_without_punctuation():
     words = split_words(SENTENCE, "ko")
-    assert words == ["북핵외교를", "전담하는", "별도조직인", "한반도평화교섭본부", "가", "있어", "6자회담을", "준비했다"]
+    assert words == [
+        "북핵외교를",
+        "전담하는",
+        "별도조직인",
+        "한반도평화교섭본부",
+        "가",
+        "있어",
+        "6자회담을",
+        "준비했다",
+    ]
     assert split_words(SENTENCE, "ko", "eojeol") == words
     assert split_words(SENTENCE, "kor") == words  # ISO 639-3 spelling
 

@@ -356,7 +356,7 @@ def _phase_counts(
             )
         phase_in.append(docs_in)
         phase_kept.append(kept)
-        written.append(wrote[WRITTEN])
+        written.append(wrote.get(WRITTEN, {}))  # a phase with no commits (nothing reached it) wrote nothing
     return rejected, figures, phase_in, phase_kept, written
 
 

@@ -1,4 +1,5 @@
-"""`sample:` input paths: "sample:crawl?pages=N&seed=S" -> a crawl generated once into $CURATE_CACHE."""
+"""`sample:` input paths: "sample:crawl?pages=N&seed=S" (or "sample:crawl-ko?...", the Korean crawl of
+curate/samples/korean.py) -> a crawl generated once into $CURATE_CACHE."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from curate.errors import InputError
 from curate.samples.writer import VERSION, write_sample_crawl
 
 DEFAULT_PAGES = 2000
+SAMPLES = ("crawl", "crawl-ko")
 
 
 def cache_dir() -> Path:
@@ -18,15 +20,18 @@ def cache_dir() -> Path:
 
 
 def parse_sample(path: str) -> tuple[str, dict[str, int]]:
-    """("crawl", {"pages": 2000, "seed": 0}) from "sample:crawl?pages=2000&seed=0"."""
+    """("crawl", {"pages": 2000, "seed": 0}) from "sample:crawl?pages=2000&seed=0" (or "crawl-ko")."""
     body = path.removeprefix("sample:")
     name, _, query = body.partition("?")
-    if name != "crawl":
-        raise InputError(f"unknown sample '{path}'", hint="the sample inputs are: sample:crawl[?pages=N&seed=S]")
+    if name not in SAMPLES:
+        raise InputError(
+            f"unknown sample '{path}'",
+            hint="the sample inputs are: sample:crawl[?pages=N&seed=S], sample:crawl-ko[...]",
+        )
     params = {"pages": DEFAULT_PAGES, "seed": 0}
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key not in params:
-            raise InputError(f"{path}: unknown parameter '{key}'", hint="sample:crawl takes pages and seed")
+            raise InputError(f"{path}: unknown parameter '{key}'", hint=f"sample:{name} takes pages and seed")
         try:
             params[key] = int(value)
         except ValueError:
@@ -38,13 +43,20 @@ def parse_sample(path: str) -> tuple[str, dict[str, int]]:
 
 def materialize(path: str) -> str:
     """The local file behind a `sample:` input path, generated on first use (atomically) and reused after."""
-    _, params = parse_sample(path)
-    out = cache_dir() / f"sample-crawl-{params['pages']}p-seed{params['seed']}-v{VERSION}.warc.gz"
+    name, params = parse_sample(path)
+    captures = None
+    tag = ""
+    if name == "crawl-ko":
+        from curate.samples import korean
+
+        source, captures = korean.captures(params["pages"], params["seed"])
+        tag = f"-ko-{source}-k{korean.VERSION}"  # the sentences differ with and without the corpus
+    out = cache_dir() / f"sample-crawl{tag}-{params['pages']}p-seed{params['seed']}-v{VERSION}.warc.gz"
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
         try:
-            write_sample_crawl(tmp, params["pages"], params["seed"])
+            write_sample_crawl(tmp, params["pages"], params["seed"], captures=captures)
             os.replace(tmp, out)
         finally:
             if tmp.exists():

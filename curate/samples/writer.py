@@ -10,8 +10,9 @@ import time
 import uuid
 import zlib
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from curate.samples.generator import CrawlGenerator
 
@@ -52,16 +53,19 @@ def _chunked(body: bytes, rng: random.Random) -> bytes:
     return b"".join(out) + b"0\r\n\r\n"
 
 
-def write_sample_crawl(out: str | Path, pages: int, seed: int = 0, level: int = 6) -> Counter[str]:
-    """Write the sample crawl to `out` (a .warc.gz); returns the number of captures of each kind."""
-    gen = CrawlGenerator(seed)
+def write_sample_crawl(
+    out: str | Path, pages: int, seed: int = 0, level: int = 6, captures: Iterable[Any] | None = None
+) -> Counter[str]:
+    """Write the sample crawl to `out` (a .warc.gz), or the given `captures` (the Korean crawl's); returns the
+    number of captures of each kind."""
+    stream = CrawlGenerator(seed).captures(pages) if captures is None else captures
     rng = random.Random(seed + 1)  # record metadata: does not disturb the text stream
     counts: Counter[str] = Counter()
     start = 1716000000  # 2024-05-18
     info_id = f"<urn:uuid:{uuid.UUID(int=rng.getrandbits(128), version=4)}>"
     with open(out, "wb") as fh:
         _write_warcinfo(fh, Path(out).name, info_id, start, pages, seed, level)
-        for i, (kind, url, status, http_headers, body, identified) in enumerate(gen.captures(pages)):
+        for i, (kind, url, status, http_headers, body, identified) in enumerate(stream):
             counts[kind] += 1
             date = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start + i * 2 + rng.randint(0, 1)))
             ids = [f"<urn:uuid:{uuid.UUID(int=rng.getrandbits(128), version=4)}>" for _ in range(3)]
