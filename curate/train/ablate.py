@@ -48,6 +48,7 @@ class ArmResult:
     heldout: EvalResult
     val_losses: dict[str, float]  # loss on each arm's validation split, by arm name
     curve: list[tuple[int, float]]  # (tokens seen, held-out loss) at each periodic evaluation
+    seed: int | None = None  # train.seed of this run (model init and data order)
 
     @property
     def epochs(self) -> float:
@@ -142,13 +143,19 @@ def ablate(
     heldout: list[str] | None = None,
     heldout_split: str = "all",
     max_eval_tokens: int | None = 2_000_000,
+    seeds: list[int] | None = None,
 ) -> list[ArmResult]:
-    """Train cfg's model once per output in `paths` and compare them on one held-out set; rerun to resume.
+    """Train cfg's model once per output in `paths` (once per seed with `seeds`) and compare them on one held-out
+    set; rerun to resume.
 
     The held-out set is `heldout` (text, JSONL, Parquet or curated outputs; with heldout_split "val", only their
-    validation documents), else the pooled validation split of all arms."""
+    validation documents), else the pooled validation split of all arms. Without `seeds` each arm trains once with
+    train.seed into OUT/<arm>; with seeds, once per seed into OUT/<arm>/seed-<s>, every arm with the same seeds (the
+    seed sets the initial weights and the data order; the tokenizer and the token shards are shared by all seeds)."""
     if len(paths) < 2:
         raise ConfigError("an ablation compares two or more curated outputs")
+    if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)):
+        raise ConfigError(f"--seeds needs distinct seeds, got {seeds}")
     arms = arm_names(paths, names)
     os.makedirs(out_dir, exist_ok=True)
     tok = shared_tokenizer(cfg, paths, out_dir)
@@ -166,9 +173,11 @@ def ablate(
             address=d.address,
         )
     results = []
-    for arm, path in zip(arms, paths):
-        results.append(_run_arm(cfg, arm, path, out_dir, tok, indexes, held, max_eval_tokens))
-        free_memory()
+    # seed by seed, so that a stopped ablation already has every arm of its first seeds
+    for seed in seeds if seeds is not None else [None]:
+        for arm, path in zip(arms, paths):
+            results.append(_run_arm(cfg, arm, path, out_dir, tok, indexes, held, max_eval_tokens, seed))
+            free_memory()
     write_report(cfg, results, held, out_dir)
     return results
 
@@ -218,19 +227,24 @@ def _run_arm(
     indexes: dict[str, ShardIndex],
     held: HeldOut,
     max_eval_tokens: int | None,
+    seed: int | None = None,
 ) -> ArmResult:
-    """Train one arm (or resume it) and score it on the held-out set and on every arm's validation split."""
-    d, t = cfg.data, cfg.train
+    """Train one arm (or resume it) and score it on the held-out set and on every arm's validation split.
+
+    seed None: cfg's train.seed, in OUT/<arm>; else that seed, in OUT/<arm>/seed-<seed>."""
+    d = cfg.data
+    t = cfg.train if seed is None else dataclasses.replace(cfg.train, seed=seed)
     device = resolve_device(t.device)
     dtype = resolve_dtype(t.dtype, device)
     index = indexes[arm]
     arm_cfg = dataclasses.replace(
         cfg,
-        name=f"{cfg.name}-{arm}",
-        out=os.path.join(out_dir, arm),
+        name=f"{cfg.name}-{arm}" + ("" if seed is None else f"-seed{seed}"),
+        out=os.path.join(out_dir, arm) if seed is None else os.path.join(out_dir, arm, f"seed-{seed}"),
         data=dataclasses.replace(d, path=path, tokens=index.path),
+        train=t,
     )
-    log.info("ablation arm %s: %s", arm, path)
+    log.info("ablation arm %s%s: %s", arm, "" if seed is None else f" (seed {seed})", path)
     res = train(arm_cfg, tok=tok, index=index, eval_sets={HELDOUT: held.stream})
     model, _, _ = model_from_checkpoint(arm_cfg.run_dir, device)
     total, count = stream_loss(model, held.tokens, t.seq_len, t.batch_size, device, dtype)
@@ -251,23 +265,94 @@ def _run_arm(
         heldout=EvalResult(held.name, held.docs, count, held.n_bytes, total / max(count, 1)),
         val_losses=val,
         curve=[(e["tokens"], e["loss"]) for e in res.evals if e["set"] == HELDOUT],
+        seed=t.seed,
     )
 
 
+def by_arm(results: list[ArmResult]) -> dict[str, list[ArmResult]]:
+    """The runs of each arm (one per seed), arms in their first-seen order."""
+    groups: dict[str, list[ArmResult]] = {}
+    for r in results:
+        groups.setdefault(r.name, []).append(r)
+    return groups
+
+
 def write_report(cfg: TrainConfig, results: list[ArmResult], held: HeldOut, out_dir: str) -> None:
-    """OUT/ablation.json, ablation.md (the table), ablation.svg and, with matplotlib, ablation.png."""
-    report = {
+    """OUT/ablation.json, ablation.md (the table), ablation.svg and, with matplotlib, ablation.png.
+
+    With several seeds: one row per arm (mean, std and min-max of the held-out loss), the per-seed runs in
+    ablation.json's "runs", and the plots show each arm's mean curve."""
+    groups = by_arm(results)
+    multi = any(len(g) > 1 for g in groups.values())
+    report: dict[str, Any] = {
         "config": cfg.to_dict(),
         "heldout": {"source": held.name, "docs": held.docs, "tokens": len(held.tokens), "bytes": held.n_bytes},
-        "arms": [_arm_json(r) for r in results],
     }
+    if multi:
+        report["seeds"] = [r.seed for r in next(iter(groups.values()))]
+        report["arms"] = [_seeds_json(g) for g in groups.values()]
+        report["runs"] = [_arm_json(r) for r in results]
+    else:
+        report["arms"] = [_arm_json(r) for r in results]
     with open(os.path.join(out_dir, "ablation.json"), "w", encoding="utf-8") as fh:
         json.dump(report, fh, indent=1)
-    table = format_table(results, held.name)
+    table = format_seeds_table(results, held.name) if multi else format_table(results, held.name)
     with open(os.path.join(out_dir, "ablation.md"), "w", encoding="utf-8") as fh:
         fh.write(table + "\n")
-    plot_svg(results, os.path.join(out_dir, "ablation.svg"), held.name)
-    plot(results, os.path.join(out_dir, "ablation.png"), held.name)
+    curves = [mean_run(g) for g in groups.values()] if multi else results
+    title = held.name + (" (mean over seeds)" if multi else "")
+    plot_svg(curves, os.path.join(out_dir, "ablation.svg"), title)
+    plot(curves, os.path.join(out_dir, "ablation.png"), title)
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Mean, sample standard deviation (ddof 1; 0 for one value), min and max."""
+    a = np.asarray(values, dtype=np.float64)
+    return {
+        "mean": float(a.mean()),
+        "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0,
+        "min": float(a.min()),
+        "max": float(a.max()),
+    }
+
+
+def mean_run(runs: list[ArmResult]) -> ArmResult:
+    """One arm's runs averaged: losses and the curve (at the evaluation points all runs share) are means."""
+    first = runs[0]
+    points = [dict(r.curve) for r in runs]
+    xs = [x for x, _ in first.curve if all(x in p for p in points)]
+    held = dataclasses.replace(first.heldout, loss=float(np.mean([r.heldout.loss for r in runs])))
+    return dataclasses.replace(
+        first,
+        final_train_loss=float(np.mean([r.final_train_loss for r in runs])),
+        heldout=held,
+        val_losses={k: float(np.mean([r.val_losses[k] for r in runs])) for k in first.val_losses},
+        curve=[(x, float(np.mean([p[x] for p in points]))) for x in xs],
+        seed=None,
+    )
+
+
+def _seeds_json(runs: list[ArmResult]) -> dict[str, Any]:
+    r = runs[0]
+    held = spread([x.heldout.loss for x in runs])
+    return {
+        "name": r.name,
+        "path": r.path,
+        "train_docs": r.train_docs,
+        "train_tokens": r.train_tokens,
+        "tokens_seen": r.tokens_seen,
+        "epochs": r.epochs,
+        "seeds": [x.seed for x in runs],
+        "heldout_loss_per_seed": {str(x.seed): x.heldout.loss for x in runs},
+        "heldout_loss": held["mean"],
+        "heldout_loss_std": held["std"],
+        "heldout_loss_min": held["min"],
+        "heldout_loss_max": held["max"],
+        "heldout_bits_per_byte": float(np.mean([x.heldout.bits_per_byte for x in runs])),
+        "final_train_loss": float(np.mean([x.final_train_loss for x in runs])),
+        "val_losses": mean_run(runs).val_losses,
+        "curve": mean_run(runs).curve,
+    }
 
 
 def _arm_json(r: ArmResult) -> dict[str, Any]:
@@ -284,6 +369,7 @@ def _arm_json(r: ArmResult) -> dict[str, Any]:
         "heldout_bits_per_byte": r.heldout.bits_per_byte,
         "val_losses": r.val_losses,
         "curve": r.curve,
+        "seed": r.seed,
     }
 
 
@@ -315,6 +401,47 @@ def format_table(results: list[ArmResult], heldout_name: str) -> str:
     lines.append(
         f"held-out set: {heldout_name} ({h.docs:,} docs, {h.tokens:,} tokens); budget {budget:,} tokens per arm"
     )
+    return "\n".join(lines)
+
+
+def format_seeds_table(results: list[ArmResult], heldout_name: str) -> str:
+    """One row per arm over its seeds: held-out loss as mean, std, min-max and each seed's value; then the mean
+    loss of each arm's models on every arm's validation split."""
+    groups = by_arm(results)
+    seeds = [r.seed for r in next(iter(groups.values()))]
+    head = ["arm", "train docs", "train tokens", "epochs", "train loss", "held-out loss", "min-max"]
+    head += [f"seed {s}" for s in seeds] + ["bits/byte"]
+    rows = []
+    for name, runs in groups.items():
+        r, h = runs[0], spread([x.heldout.loss for x in runs])
+        rows.append(
+            [
+                name,
+                f"{r.train_docs:,}",
+                f"{r.train_tokens:,}",
+                f"{r.epochs:.2f}",
+                f"{np.mean([x.final_train_loss for x in runs]):.3f}",
+                f"{h['mean']:.3f} ± {h['std']:.3f}",
+                f"{h['min']:.3f}-{h['max']:.3f}",
+            ]
+            + [f"{x.heldout.loss:.3f}" for x in runs]
+            + [f"{np.mean([x.heldout.bits_per_byte for x in runs]):.3f}"]
+        )
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    h0, budget = results[0].heldout, results[0].tokens_seen
+    lines.append("")
+    lines.append(
+        f"held-out set: {heldout_name} ({h0.docs:,} docs, {h0.tokens:,} tokens); budget {budget:,} tokens per arm; "
+        f"{len(seeds)} seeds (model init and data order; one shared tokenizer); ± is the sample std over seeds"
+    )
+    names = list(groups)
+    lines += ["", "Mean validation loss of each arm's models (rows) on each arm's own validation split (columns):", ""]
+    lines.append("| model \\ val split | " + " | ".join(names) + " |")
+    lines.append("|" + "|".join("---" for _ in range(len(names) + 1)) + "|")
+    for name, runs in groups.items():
+        m = mean_run(runs)
+        lines.append(f"| {name} | " + " | ".join(f"{m.val_losses[n]:.3f}" for n in names) + " |")
     return "\n".join(lines)
 
 

@@ -60,6 +60,11 @@ def register_cli(sub: Any) -> None:
     )
     p.add_argument("--out", help="ablation directory (default runs/ablate-<config name>)")
     p.add_argument("--max-eval-tokens", type=int, default=2_000_000, help="cap on tokens per evaluation set")
+    p.add_argument(
+        "--seeds",
+        type=_seed_list,
+        help="train every arm once per seed, e.g. 0,1,2 (model init and data order); the table shows the spread",
+    )
     _add_set(p)
     p.set_defaults(fn=cmd_ablate)
 
@@ -73,6 +78,14 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--parallel", choices=("auto", "ray", "local"), default="auto")
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     p.set_defaults(fn=cmd_tokenize)
+
+
+def _seed_list(text: str) -> list[int]:
+    """`0,1,2` -> [0, 1, 2]; argparse turns the ValueError into a usage error."""
+    seeds = [int(s) for s in text.split(",") if s.strip()]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(text)
+    return seeds
 
 
 def _add_set(p: argparse.ArgumentParser) -> None:
@@ -186,7 +199,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     require_torch()
-    from curate.train.ablate import ablate, format_table
+    from curate.train.ablate import ablate, by_arm, format_seeds_table, format_table
     from curate.train.config import load_config
 
     cfg = load_config(args.config, args.overrides)
@@ -200,8 +213,10 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         heldout=args.heldout,
         heldout_split=args.heldout_split,
         max_eval_tokens=args.max_eval_tokens,
+        seeds=args.seeds,
     )
-    print(format_table(results, results[0].heldout.name))
+    multi = any(len(g) > 1 for g in by_arm(results).values())
+    print((format_seeds_table if multi else format_table)(results, results[0].heldout.name))
     print(f"ablation: {out}  (ablation.md, ablation.json, ablation.png if matplotlib is installed)")
     return 0
 
