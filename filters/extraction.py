@@ -15,7 +15,7 @@ import re
 import signal
 import threading
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
 
@@ -313,8 +313,11 @@ class Trafilatura(HtmlExtractor):
     favour_precision: bool = True
     # Prefer more text when unsure (trafilatura's favor_recall); exclusive with favour_precision.
     favour_recall: bool = False
-    # Drop segments seen repeatedly in this worker (trafilatura's LRU of paragraphs; datatrove default true).
-    deduplicate: bool = True
+    # Drop repeated text segments (trafilatura's LRU of paragraphs; datatrove's default: true). true: repeats within
+    # one page, so a page's text never depends on what the worker extracted before it (on which worker, in which
+    # run, before or after a resume); "worker": trafilatura's own process-wide cache, as datatrove runs it (also
+    # drops boilerplate repeated across a worker's pages, but the output then depends on placement and order).
+    deduplicate: bool | Literal["worker"] = True
     # Skip trafilatura's fallback extractors (readability, jusText): faster, a little less recall.
     fast: bool = False
     include_comments: bool = False
@@ -334,6 +337,8 @@ class Trafilatura(HtmlExtractor):
             raise ConfigError(f"trafilatura: output_format must be txt or markdown, not {self.output_format!r}")
         if self.favour_precision and self.favour_recall:
             raise ConfigError("trafilatura: favour_precision and favour_recall exclude each other")
+        if self.deduplicate not in (True, False, "worker"):
+            raise ConfigError(f"trafilatura: deduplicate must be true, false or worker, not {self.deduplicate!r}")
 
     def setup(self) -> None:
         super().setup()
@@ -354,9 +359,11 @@ class Trafilatura(HtmlExtractor):
         config.set("DEFAULT", "EXTRACTION_TIMEOUT", "0")
         self._config = config
         self._extract = trafilatura.extract
+        from trafilatura.deduplication import LRU_SIZE, LRUCache
         from trafilatura.utils import load_html
 
         self._load_html = load_html
+        self._page_cache = (lambda: LRUCache(maxsize=LRU_SIZE)) if self.deduplicate is True else None
         # The first call imports and compiles a great deal; let it not count against a real page's time limit.
         self.extract(_WARMUP, None)
 
@@ -375,7 +382,8 @@ class Trafilatura(HtmlExtractor):
             include_links=self.include_links,
             include_formatting=self.include_formatting,
             output_format=self.output_format,
-            deduplicate=self.deduplicate,
+            # trafilatura counts repeats in the cache it is given (deduplication.duplicate_test): a fresh one per page
+            deduplicate=self._page_cache() if self._page_cache else self.deduplicate == "worker",
             config=self._config,
         )
 

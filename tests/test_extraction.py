@@ -216,3 +216,83 @@ def test_one_deadline_serves_main_and_other_threads_in_turn():
     t.join(5)
     stuck()
     assert seen == ["signal", "thread", "signal"]
+
+
+# -- robustness cases (the fast_extract stage has the same in tests/test_fast_extract.py) -------------------------
+
+BROKEN = (
+    b"<html><head><title>Broken</title><body><div class=content><h1>Unclosed heading"
+    b"<p>The first paragraph is never closed and runs straight into the next one, as old pages often do"
+    b"<p>The second paragraph has <b>bold <i>crossed</b> tags</i> and a stray closing tag</span> inside it."
+    b"</div></div></div><p>A third paragraph after too many closing divs still carries the story onwards.</td>"
+    b"<table><p>Text inside a table without rows, which browsers move out of it, is still main content."
+    b"<!-- an unterminated comment"
+)
+
+
+def test_broken_markup(traf):
+    out, reasons = traf.map_batch(batch([BROKEN]))
+    assert reasons == [None]
+    text = out.column("text")[0].as_py()
+    assert "never closed" in text and "stray closing tag" in text
+
+
+def big_page(paragraphs: int) -> bytes:
+    """A page of `paragraphs` article paragraphs after a 40-link navigation list."""
+    nav = "<nav><ul>" + "".join(f"<li><a href='/{i}'>Section {i}</a></li>" for i in range(40)) + "</ul></nav>"
+    body = "".join(
+        f"<p>Paragraph {i} of a very long report: the council discussed the budget, the schools and the roads "
+        f"again, and the minutes record every word of it for the archive.</p>"
+        for i in range(paragraphs)
+    )
+    return f"<html><body>{nav}<article><h1>A long report</h1>{body}</article></body></html>".encode()
+
+
+def test_huge_page():
+    stage = Trafilatura(deduplicate=False, timeout=0)
+    stage.setup()
+    out, reasons = stage.map_batch(batch([big_page(12_000)]))  # about 2 MB of HTML
+    assert reasons == [None]
+    text = out.column("text")[0].as_py()
+    assert "Paragraph 11999 " in text and "Paragraph 0 " in text and "Section 7" not in text
+
+
+def test_empty_body(traf):
+    empty = b"<html><head><title>x</title></head><body></body></html>"
+    out, reasons = traf.map_batch(batch([empty, b"<html><body>   </body></html>"]))
+    assert reasons[0] in ("empty_text", "extraction_failed") and reasons[1] in ("empty_text", "extraction_failed")
+    assert out.column("text").null_count == 2
+
+
+def test_pathological_nesting_is_a_named_rejection_never_a_crash():
+    stage = Trafilatura(deduplicate=False, timeout=5.0)
+    stage.setup()
+    text = "<p>" + "Deep text of the page, a sentence that goes on for a while. " * 5 + "</p>"
+    deep = f"<html><body>{'<div>' * 5_000}{text}{'</div>' * 5_000}</body></html>".encode()
+    inline = f"<html><body><p>{'<b>' * 50_000}bold{'</b>' * 50_000} tail.</p></body></html>".encode()
+    out, reasons = stage.map_batch(batch([deep, inline]))
+    # libxml2 stops past its depth limit; trafilatura then finds nothing (or runs out of time): a reason, no error
+    assert set(reasons) <= {None, "empty_text", "extraction_failed", "extraction_timeout"}
+
+
+def test_deduplicate_counts_repeats_within_a_page_so_output_does_not_depend_on_what_ran_before():
+    para = "<p>Paragraph number {} of a long article about the sea, its coasts and boats, written plainly.</p>"
+    promo = (
+        "<p>Subscribe to our newsletter to receive the best stories of the week in your inbox every Sunday morning.</p>"
+    )
+    page = "<html><body><article>" + "".join(para.format(i) + promo for i in range(5)) + "</article></body></html>"
+    per_page = Trafilatura(deduplicate=True, timeout=0)
+    per_page.setup()
+    texts = [per_page.extract(page, None) for _ in range(4)]
+    assert len(set(texts)) == 1  # the fourth copy of the page extracts as the first did
+    assert texts[0].count("Subscribe") == 3  # trafilatura's rule: a segment seen more than twice is dropped
+    off = Trafilatura(deduplicate=False, timeout=0)
+    off.setup()
+    assert off.extract(page, None).count("Subscribe") == 5
+    worker = Trafilatura(deduplicate="worker", timeout=0)  # datatrove's behaviour: one cache for the process
+    worker.setup()
+    assert len({worker.extract(page, None) for _ in range(4)}) > 1  # later copies lose what earlier ones had
+    from curate.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="deduplicate"):
+        Trafilatura(deduplicate="yes")
