@@ -13,11 +13,15 @@ the share of the non-extraction stages relative to extraction.
 
     python bench/fineweb_chain.py [--warc PATH ...] [--pages 2000] [--repeat 3]
     python bench/fineweb_chain.py --files 4 --workers 2      # scaled out: curate on Ray vs datatrove, 2 workers
+    python bench/fineweb_chain.py --warc corpus-pages --extractor fast_extract   # curate's chain on fast_extract
+    python bench/fineweb_chain.py --warc corpus-pages --agreement   # curate's chain, trafilatura vs fast_extract
 
 Without --warc: the sample crawl (sample:crawl?pages=N); --files K makes K of them (seeds 0..K-1). `--warc corpus`
-uses the real WARCs of ../shared/corpus. With --workers N > 1, curate runs on its Ray runner (an embedded Ray with N
-CPUs, its start-up included in the time) and datatrove's LocalPipelineExecutor runs one task per file on N workers;
-docs/s per core is then documents / wall time / N for both.
+uses the real WARCs of ../shared/corpus; `--warc corpus-pages` packs every HTML page of ../shared/corpus (trafilatura's
+benchmark, Readability's test pages, the WARCs' HTML responses) into two WARCs, and --agreement then also splits the
+kept-URL Jaccard by the fast_extract tuning split (filters.fastext.corpus). With --workers N > 1, curate runs on its
+Ray runner (an embedded Ray with N CPUs, its start-up included in the time) and datatrove's LocalPipelineExecutor
+runs one task per file on N workers; docs/s per core is then documents / wall time / N for both.
 """
 
 from __future__ import annotations
@@ -43,8 +47,7 @@ input: {{format: warc, path: "{path}", statuses: [], content_types: [text/html, 
 output: {{path: "{out}"}}
 stages:
   - {{id: url, uses: url_filter}}
-  - {{id: extract, uses: trafilatura, with: {{favour_precision: true, include_comments: false, deduplicate: true,
-      timeout: 1.0}}}}
+  - {extract}
   - {{id: lang, uses: fasttext_langid, with: {{languages: [en], language_threshold: 0.65}}}}
   - {{id: gopher_rep, uses: gopher_repetition}}
   - {{id: gopher_qual, uses: gopher_quality}}
@@ -54,6 +57,12 @@ stages:
 
 
 WORKERS = 1
+EXTRACTORS = {
+    "trafilatura": "{id: extract, uses: trafilatura, with: {favour_precision: true, include_comments: false, "
+    "deduplicate: true, timeout: 1.0}}",
+    "fast_extract": "{id: extract, uses: fast_extract, with: {timeout: 1.0}}",
+}
+EXTRACTOR = "trafilatura"
 
 
 def run_curate(folder: str, work: str) -> dict[str, Any]:
@@ -61,7 +70,8 @@ def run_curate(folder: str, work: str) -> dict[str, Any]:
 
     out = os.path.join(work, "curate-out")
     pipe = os.path.join(work, "fineweb-bench.yaml")
-    Path(pipe).write_text(PIPELINE.format(path=os.path.join(folder, "*"), out=out))
+    extract = EXTRACTORS[EXTRACTOR].replace("{", "{{").replace("}", "}}")
+    Path(pipe).write_text(PIPELINE.replace("{extract}", extract).format(path=os.path.join(folder, "*"), out=out))
     cpu0 = time.process_time()
     t0 = time.perf_counter()
     if WORKERS > 1:
@@ -179,6 +189,12 @@ def _folder(warcs: list[str], pages: int, tmp: str, files: int = 1) -> str:
         from curate.samples import materialize
 
         warcs = [materialize(f"sample:crawl?pages={pages}&seed={i}") for i in range(files)]
+    if warcs == ["corpus-pages"]:
+        from filters.fastext.corpus import all_pages, write_warcs
+
+        paths, by_url = write_warcs(all_pages(), Path(tmp, "packed"), files=2)
+        Path(tmp, "splits.json").write_text(json.dumps({u: p.split for u, p in by_url.items()}))
+        warcs = [str(p) for p in paths]
     if warcs == ["corpus"]:
         from corpus_docs import CORPUS
 
@@ -197,44 +213,94 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--files", type=int, default=1, help="sample crawl files (seeds 0..K-1)")
     ap.add_argument("--workers", type=int, default=1, help="cores per side (> 1: curate on Ray)")
+    ap.add_argument("--extractor", default="trafilatura", choices=list(EXTRACTORS), help="curate's extract stage")
+    ap.add_argument(
+        "--agreement", action="store_true", help="curate's chain on trafilatura vs on fast_extract: kept-URL Jaccard"
+    )
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one side in this (fresh) process
     ap.add_argument("--folder", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    global WORKERS
+    global WORKERS, EXTRACTOR
     WORKERS = args.workers
+    EXTRACTOR = args.extractor
     if args.one:
         with tempfile.TemporaryDirectory() as work:
             print(json.dumps(SIDES[args.one](args.folder, work)))
         return
+    # side name -> (what --one runs, the extractor of curate's chain)
+    sides = (
+        {"trafilatura": ("curate", "trafilatura"), "fast_extract": ("curate", "fast_extract")}
+        if args.agreement
+        else {"curate": ("curate", args.extractor), "datatrove": ("datatrove", "trafilatura")}
+    )
     with tempfile.TemporaryDirectory() as tmp:
         folder = _folder(args.warc, args.pages, tmp, args.files)
-        print(f"WARC files: {', '.join(sorted(os.listdir(folder)))}")
-        runs: dict[str, list[dict[str, Any]]] = {k: [] for k in SIDES}
+        splits_file = Path(tmp, "splits.json")
+        splits = json.loads(splits_file.read_text()) if splits_file.is_file() else {}
+        print(f"WARC files: {', '.join(sorted(os.listdir(folder)))}; curate's extractor: "
+              f"{'both' if args.agreement else args.extractor}")  # fmt: skip
+        runs: dict[str, list[dict[str, Any]]] = {k: [] for k in sides}
         for rep in range(args.repeat):  # alternate, so machine noise hits both sides alike
-            for side in SIDES:
-                cmd = [sys.executable, __file__, "--one", side, "--folder", folder, "--workers", str(args.workers)]
+            for side, (one, extractor) in sides.items():
+                cmd = [sys.executable, __file__, "--one", one, "--folder", folder, "--workers", str(args.workers),
+                       "--extractor", extractor]  # fmt: skip
                 out = subprocess.run(cmd, capture_output=True, text=True)
                 if out.returncode:
                     sys.exit(f"{side} failed:\n{out.stderr[-3000:]}")
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 runs[side].append(r)
-                print(f"  run {rep + 1} {side:<10} {r['docs']} docs, {r['kept']} kept, {r['wall']:.2f}s wall, "
+                print(f"  run {rep + 1} {side:<12} {r['docs']} docs, {r['kept']} kept, {r['wall']:.2f}s wall, "
                       f"{r['cpu']:.2f}s cpu", flush=True)  # fmt: skip
-    report(runs, args.workers)
+    if args.agreement:
+        report_agreement(runs, splits, args.workers)
+    else:
+        report(runs, args.workers)
+
+
+def _spread(rs: list[dict[str, Any]]) -> str:
+    walls = [r["wall"] for r in rs]
+    return f"{min(walls):.2f}-{max(walls):.2f}s"
+
+
+def report_agreement(runs: dict[str, list[dict[str, Any]]], splits: dict[str, str], workers: int = 1) -> None:
+    """The same chain on two extractors' output: speed, and how alike the kept documents are (URL Jaccard)."""
+    print("\n| extract stage | docs | kept | best wall s | wall min-max | docs/s per core (best) | CPU s (best) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    rate = {}
+    for side, rs in runs.items():
+        best = min(rs, key=lambda r: r["wall"])
+        rate[side] = best["docs"] / best["wall"] / workers
+        print(f"| {side} | {best['docs']} | {best['kept']} | {best['wall']:.2f} | {_spread(rs)} | {rate[side]:.1f} | "
+              f"{best['cpu']:.2f} |")  # fmt: skip
+    print(f"\nfast_extract / trafilatura chain docs/s per core: {rate['fast_extract'] / rate['trafilatura']:.2f}x "
+          "(best runs)")  # fmt: skip
+    stages = {side: min(rs, key=lambda r: r["wall"])["stages"] for side, rs in runs.items()}
+    slow, quick = stages["trafilatura"]["extract"], stages["fast_extract"]["extract"]
+    print(f"extract stage seconds (best run): trafilatura {slow:.2f}, fast_extract {quick:.2f} ({slow / quick:.2f}x)")
+    a, b = set(runs["trafilatura"][0]["urls"]), set(runs["fast_extract"][0]["urls"])
+    groups = [("all pages", lambda u: True)]
+    if splits:
+        groups += [(f"{s} sites", lambda u, s=s: splits.get(u) == s) for s in ("held_out", "tune")]
+    for label, keep in groups:
+        aa, bb = {u for u in a if keep(u)}, {u for u in b if keep(u)}
+        union = aa | bb
+        jac = len(aa & bb) / len(union) if union else 1.0
+        print(f"kept URLs, {label}: trafilatura {len(aa)}, fast_extract {len(bb)}, both {len(aa & bb)}, "
+              f"Jaccard {jac:.4f}")  # fmt: skip
 
 
 def report(runs: dict[str, list[dict[str, Any]]], workers: int = 1) -> None:
     print(f"\ntrafilatura: curate {runs['curate'][0]['trafilatura']}, datatrove {runs['datatrove'][0]['trafilatura']}")
-    print("\n| pipeline | docs read | kept | best s | median s | docs/s per core (best) | docs/s per core (median) "
-          "| CPU s (best run) |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n| pipeline | docs read | kept | best s | median s | wall min-max | docs/s per core (best) | "
+          "docs/s per core (median) | CPU s (best run) |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     rate: dict[str, tuple[float, float]] = {}
     for side, rs in runs.items():
         best = min(rs, key=lambda r: r["wall"])
         med = statistics.median(r["wall"] for r in rs)
         rate[side] = (best["docs"] / best["wall"] / workers, best["docs"] / med / workers)
-        print(f"| {side} | {best['docs']} | {best['kept']} | {best['wall']:.2f} | {med:.2f} | {rate[side][0]:.1f} | "
-              f"{rate[side][1]:.1f} | {best['cpu']:.2f} |")  # fmt: skip
+        print(f"| {side} | {best['docs']} | {best['kept']} | {best['wall']:.2f} | {med:.2f} | {_spread(rs)} | "
+              f"{rate[side][0]:.1f} | {rate[side][1]:.1f} | {best['cpu']:.2f} |")  # fmt: skip
     print(f"\ncurate / datatrove docs/s per core: {rate['curate'][0] / rate['datatrove'][0]:.2f}x (best runs), "
           f"{rate['curate'][1] / rate['datatrove'][1]:.2f}x (medians)")  # fmt: skip
     a, b = set(runs["curate"][0]["urls"]), set(runs["datatrove"][0]["urls"])
