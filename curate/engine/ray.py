@@ -29,6 +29,10 @@ from curate.stage import Stage
 log = logging.getLogger("curate.engine")
 
 PART = "__part__"
+# A group_by over a table smaller than this runs as one task on one block instead of a hash shuffle: Ray's hash
+# shuffle starts aggregator actors, 10-20 s per shuffle on a small machine, which made a 700-document MinHash take a
+# minute. 0 forces the shuffle (the tests do, to cover it).
+SMALL_GROUP_BYTES = 64 << 20
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> str:
@@ -191,12 +195,19 @@ class RayTable:
         keys = [key] if isinstance(key, str) else list(key)
 
         def run(batch: pa.Table) -> pa.Table:
+            if batch.num_rows == 0:
+                return pa.table({})
             batch = drop_null_keys(batch, keys)
             return fn(batch) if batch.num_rows else pa.table({})
 
         # A hash partition is one block (Ray's groupby().map_groups relies on the same guarantee), so a call
-        # sees whole groups; rows with a null key hash together but are dropped before fn sees them.
-        ds = self.ds.repartition(self.partitions, keys=keys)
+        # sees whole groups; rows with a null key hash together but are dropped before fn sees them. A small table
+        # is one block: one call sees every group.
+        ds = self.ds.materialize()
+        if ds.size_bytes() <= SMALL_GROUP_BYTES:
+            ds = ds.repartition(1)
+        else:
+            ds = ds.repartition(self.partitions, keys=keys)
         return RayTable(_pyarrow(run, ds), self.partitions)
 
     def union(self, *others: RayTable) -> RayTable:
