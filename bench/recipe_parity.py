@@ -12,10 +12,10 @@ bundled file itself with only the input and output changed, on the local runner.
 chain, WarcReader -> URLFilter -> Trafilatura(favour_precision=True) -> LanguageFilter -> GopherRepetitionFilter ->
 GopherQualityFilter -> C4QualityFilter(filter_no_terminal_punct=False) -> FineWebQualityFilter, each block with its
 defaults (its lid.176 and word-list downloads pointed at the same local files curate uses; see
-bench/parity_datatrove.py). Each side runs in its own fresh Python process, because trafilatura's `deduplicate`
-keeps a process-wide cache of the text segments it has seen: a page's extraction depends on the pages extracted
-before it in the same process, so both sides extract the same pages in the same order from a fresh cache. Both use
-the trafilatura installed here (printed).
+bench/parity_datatrove.py). Each side runs in its own fresh Python process: datatrove's Trafilatura keeps one
+process-wide cache of the text segments it has seen (`deduplicate`), so a page's extraction there depends on the
+pages extracted before it; curate's `deduplicate: true` counts repeats within each page. Both use the trafilatura
+installed here (printed).
 
 Printed: documents in, kept by each side, kept by both, the Jaccard index of the kept URL sets; per stage, how many
 pages each side dropped there and how many only one side did, with examples (URL, each side's stage and reason).
