@@ -1,7 +1,7 @@
 """The bundled recipes judged by training on their output (issue 15, part 6): every real page of ../shared/corpus
 through each recipe, then `curate ablate` over 3 seeds, scored on a Gutenberg book that no arm trained on.
 
-    python bench/recipe_ablation.py [--out DIR] [--max-steps 150] [--seeds 0,1,2] [--runner local]
+    python bench/recipe_ablation.py [--out DIR] [--max-steps 50] [--seeds 0,1,2] [--runner local]
 
 1. Input (OUT/input/): every loose HTML page of the corpus (trafilatura's 990-page benchmark and Readability's 130
    test pages) packed into one WARC by the packer of bench/extraction_speed.py (`filters.fastext.corpus`), next to the
@@ -115,7 +115,7 @@ def main() -> None:
     ap.add_argument("--recipes", default=",".join(RECIPES), help="recipes to run (those absent are skipped)")
     ap.add_argument("--book", default="pg16351.txt", help="the prose-gutenberg book held out of everything")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--max-steps", type=int, default=150, help="train.max_steps of tiny-cpu (the token budget)")
+    ap.add_argument("--max-steps", type=int, default=50, help="train.max_steps of tiny-cpu (the token budget)")
     ap.add_argument("--runner", default="local", choices=("local", "ray"))
     ap.add_argument("--config", default="tiny-cpu")
     ap.add_argument(
