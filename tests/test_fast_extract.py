@@ -13,7 +13,7 @@ from test_extraction import ARTICLE, BROKEN, batch, big_page
 
 from curate.errors import ConfigError
 from filters.fastext import FastExtract
-from filters.fastext.blocks import parse, render, segment
+from filters.fastext.blocks import feature_names, parse, render, segment
 from filters.fastext.corpus import HELD_OUT, TUNE, site_of_url, split_of
 from filters.fastext.model import FORMAT, Trees, load_model
 
@@ -216,3 +216,13 @@ def test_quality_floor_on_held_out_benchmark_pages(corpus, fast):
     out, _ = fast.map_batch(table)
     counts = sum(snippet_counts(t, p) for t, p in zip(out.column("text").to_pylist(), pages))
     assert prf(counts)["f1"] > 0.85
+
+
+def test_scoring_in_chunks_gives_the_scores_of_one_pass(monkeypatch):
+    from filters.fastext import model as fmodel
+
+    trees = load_model().first
+    X = np.random.default_rng(1).normal(size=(1300, len(feature_names()))).astype(np.float32)
+    chunked = trees.raw(X)  # 1,300 blocks: three chunks of at most CHUNK
+    monkeypatch.setattr(fmodel, "CHUNK", 10**9)
+    assert np.array_equal(chunked, trees.raw(X))
