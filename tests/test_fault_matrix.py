@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -438,9 +439,12 @@ def test_a_worker_node_lost_mid_run(workdir, tmp_path_factory):
         _wait_started(proc, logs / f"{name}.log")
         return proc
 
+    node_tmp = tempfile.mkdtemp(prefix="crn", dir="/tmp")
     try:
         start("head", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false")
-        node = start("node", f"--address=127.0.0.1:{port}", "--num-cpus=2", f"--temp-dir={logs / 'node-tmp'}")
+        # a short temp dir: Ray's socket paths under it must stay within AF_UNIX's 107 bytes, which a deep pytest
+        # temp path (pytest-215/nodes0/...) and a long session name exceed
+        node = start("node", f"--address=127.0.0.1:{port}", "--num-cpus=2", f"--temp-dir={node_tmp}")
         for p in pids.iterdir():
             p.unlink()  # the reference run's
         driver = subprocess.Popen(
@@ -469,6 +473,7 @@ def test_a_worker_node_lost_mid_run(workdir, tmp_path_factory):
                 proc.wait(timeout=5)
             with contextlib.suppress(OSError):
                 os.killpg(proc.pid, signal.SIGKILL)
+        shutil.rmtree(node_tmp, ignore_errors=True)
 
 
 def _free_port() -> int:
@@ -602,10 +607,16 @@ def test_only_one_of_many_simultaneous_runs_gets_the_lock(tmp_path):
 
 def test_a_holder_that_lost_its_lock_stops_and_commits_nothing(tmp_path):
     out = tmp_path / "out"
-    with pytest.raises(OutputError, match="lost the lock"):
-        with OutputLock(str(out), renew_s=0.05):
-            _foreign(out, renewed_ago=0, generation=2)  # another run took the output over
-            time.sleep(5)  # interrupted by the renewal thread well before this ends
+    # Python's own SIGINT handling, as in a fresh `curate run` (an earlier test in this process, or Ray's
+    # initialisation, may have left another handler, with which the interruption would not reach the sleep)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(OutputError, match="lost the lock"):
+            with OutputLock(str(out), renew_s=0.05):
+                _foreign(out, renewed_ago=0, generation=2)  # another run took the output over
+                time.sleep(5)  # interrupted by the renewal thread well before this ends
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert [p.name for p in (out / "_lock").iterdir()] == ["0000000002.json"]  # the new holder's, untouched
     out = tmp_path / "out2"
     lock = OutputLock(str(out), renew_s=3600).acquire()  # a holder that checks only before committing
