@@ -332,9 +332,8 @@ def mean_run(runs: list[ArmResult]) -> ArmResult:
     )
 
 
-def _seeds_json(runs: list[ArmResult]) -> dict[str, Any]:
-    r = runs[0]
-    held = spread([x.heldout.loss for x in runs])
+def _data_json(r: ArmResult) -> dict[str, Any]:
+    """What an arm trained on: the same for each of its seeds."""
     return {
         "name": r.name,
         "path": r.path,
@@ -342,6 +341,14 @@ def _seeds_json(runs: list[ArmResult]) -> dict[str, Any]:
         "train_tokens": r.train_tokens,
         "tokens_seen": r.tokens_seen,
         "epochs": r.epochs,
+    }
+
+
+def _seeds_json(runs: list[ArmResult]) -> dict[str, Any]:
+    held = spread([x.heldout.loss for x in runs])
+    mean = mean_run(runs)
+    return {
+        **_data_json(runs[0]),
         "seeds": [x.seed for x in runs],
         "heldout_loss_per_seed": {str(x.seed): x.heldout.loss for x in runs},
         "heldout_loss": held["mean"],
@@ -349,20 +356,15 @@ def _seeds_json(runs: list[ArmResult]) -> dict[str, Any]:
         "heldout_loss_min": held["min"],
         "heldout_loss_max": held["max"],
         "heldout_bits_per_byte": float(np.mean([x.heldout.bits_per_byte for x in runs])),
-        "final_train_loss": float(np.mean([x.final_train_loss for x in runs])),
-        "val_losses": mean_run(runs).val_losses,
-        "curve": mean_run(runs).curve,
+        "final_train_loss": mean.final_train_loss,
+        "val_losses": mean.val_losses,
+        "curve": mean.curve,
     }
 
 
 def _arm_json(r: ArmResult) -> dict[str, Any]:
     return {
-        "name": r.name,
-        "path": r.path,
-        "train_docs": r.train_docs,
-        "train_tokens": r.train_tokens,
-        "tokens_seen": r.tokens_seen,
-        "epochs": r.epochs,
+        **_data_json(r),
         "final_train_loss": r.final_train_loss,
         "heldout_loss": r.heldout.loss,
         "heldout_perplexity": r.heldout.perplexity,
