@@ -131,12 +131,39 @@ def test_layout_matches_trafilatura_txt_output():
     <pre>code line 1
   code line 2</pre>
     <p>Last paragraph with &amp; entity and   lots   of    spaces in it.</p><p>Last paragraph with &amp; entity and lots of spaces in it.</p>
+    <p>Big title here</p><p>First paragraph with a link and bold words.</p>
     </article></body></html>"""
     b = segment(parse(html))
     assert render(b, [True] * len(b)) == (
         "Big title here\nFirst paragraph with a link and bold words.\nSecond paragraph\nafter a line break.\n"
         "- item one\n- item two\n| Name | Value | \n|---|---|\n| alpha | 1 | \ncode line 1\n  code line 2\n"
-        "Last paragraph with & entity and lots of spaces in it."  # the repeated paragraph (> 50 characters) once
+        # a run of one paragraph stays; a repeat of 20+ characters with text between is dropped, a shorter one not
+        "Last paragraph with & entity and lots of spaces in it.\nLast paragraph with & entity and lots of spaces in it."
+        "\nBig title here"
+    )
+
+
+def test_tables_and_list_items_are_laid_out_as_trafilatura_lays_them_out():
+    # trafilatura (handle_table, xmltotxt): a row is one line, everything inside a cell joined into it, empty cells
+    # kept and the row padded to the table's widest, '|' in a cell escaped, a nested table's rows lines of their
+    # own; a list item is one line with its blocks joined, a <br> inside it a line break, a nested item indented
+    html = """<html><body><article>
+    <table><tr><td colspan="2"><p>Wide cell</p><p>second paragraph | with a bar</p></td></tr>
+    <tr><td>left</td><td><img src="x.png"></td><td>right</td></tr>
+    <tr><td><table><tr><td>inner one</td><td>inner two</td></tr></table></td><td></td></tr></table>
+    <ul><li><h3>Heading in item</h3><p>and its text</p></li><li>first line<br>second line</li>
+    <li>outer<ul><li>nested item</li></ul></li></ul>
+    </article></body></html>"""
+    b = segment(parse(html))
+    assert render(b, [True] * len(b)) == (
+        "| Wide cell second paragraph \\| with a bar |  |  | \n"
+        "| left |  | right | \n"
+        "|  |  |  | \n"
+        "| inner one | inner two | \n"
+        "- Heading in item and its text\n"
+        "- first line\nsecond line\n"
+        "- outer\n"
+        "  - nested item"
     )
 
 
