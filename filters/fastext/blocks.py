@@ -209,6 +209,7 @@ def _scan_mask(name: str) -> int:
         groups = alive
     return bits
 
+
 # Tag and attribute bits, after the vocabulary bits.
 _EXTRA = (
     "t_header", "t_form", "t_li", "t_list", "t_table", "t_td", "t_a", "t_article", "t_main", "t_section",
