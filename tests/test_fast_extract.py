@@ -181,6 +181,28 @@ def test_link_density_and_ancestor_bits_are_recorded():
     assert b.masks[main] >> BITS.index("cand0") & 1  # trafilatura's first BODY_XPATH step matches entry-content
 
 
+def test_vocabulary_scan_gives_the_combined_patterns_bits():
+    # the fast matcher must give the bits the model was trained on: those of one finditer over all the patterns
+    # (leftmost match, first group in VOCAB order, on from its end), including names where groups overlap
+    import random
+
+    from filters.fastext import blocks
+
+    def combined(name: str) -> int:
+        bits = 0
+        for m in blocks._VOCAB_RE.finditer(name):
+            bits |= blocks._VOCAB_BIT[m.lastgroup]
+        return bits
+
+    literals = [lit for group in blocks._GROUP_LITERALS for lit in group]
+    rnd = random.Random(7)
+    names = ["newsletter", "main-content", "post-header", "h2", "h7", "ad", "ads-top", "x-ad-y", "bad", "navbar",
+             "top-stories", "topstories", "col-md-6", "sidebar-widget-list", "", "-", "entry-content-wrap"]  # fmt: skip
+    for _ in range(20_000):
+        names.append("".join(rnd.choice(literals + ["-", "_", "1", "x", "s", "a", "h", "b"]) for _ in range(4)))
+    assert [blocks._scan_mask(n) for n in names] == [combined(n) for n in names]
+
+
 def test_threshold_is_validated_and_moves_the_cut(fast):
     with pytest.raises(ConfigError):
         FastExtract(threshold=1.5)

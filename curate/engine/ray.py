@@ -465,8 +465,8 @@ class RayExecutor:
         on_done = _UnitDone(writer.state, phase.index, self.reporter)
         source = _datasource(reader, units, on_done, skip)
         ds = ray.data.read_datasource(source, override_num_blocks=max(1, len(units)))
-        for seg in phase.segments:
-            ds = self._segment(ds, seg, workers, writer, ran)
+        for k, seg in enumerate(phase.segments):
+            ds = self._segment(ds, seg, workers, writer, ran, from_reader=k == 0)
         # The writer gathers shard_rows rows per task (min_rows_per_write). Its own (smaller) CPU request keeps Ray
         # from fusing it into the stages: fused, that bundling would funnel every batch into one task at a time.
         ds.write_datasink(
@@ -480,12 +480,25 @@ class RayExecutor:
         """Partitions of a shuffle: engine.shuffle_partitions, or twice the cluster's CPUs."""
         return self.pipeline.engine.shuffle_partitions or max(2, 2 * self.cpus)
 
-    def _segment(self, ds: Any, seg: Segment, workers: int, writer: ShardWriter, ran: list[tuple[str, Stage]]) -> Any:
+    def _segment(
+        self,
+        ds: Any,
+        seg: Segment,
+        workers: int,
+        writer: ShardWriter,
+        ran: list[tuple[str, Stage]],
+        from_reader: bool = False,
+    ) -> Any:
         import ray.data
 
         engine = self.pipeline.engine
         res = dict(seg.resources)
-        opts: dict[str, Any] = {"batch_format": "pyarrow", "batch_size": engine.batch_rows, "zero_copy_batch": True}
+        # Straight after the reader, every block is one of its batches (at most engine.batch_rows documents, one
+        # read unit's): each is one task. With batch_size set, Ray bundles blocks up to that many rows per task, so
+        # 1,468 pages in 33 blocks ran as two tasks of 1,000 and 468 rows, the second worker idle for the last
+        # half of the run. Past a global stage a block can be any size, and batch_size slices it.
+        batch_size = None if from_reader and seg.kind == "row" and not seg.in_actors else engine.batch_rows
+        opts: dict[str, Any] = {"batch_format": "pyarrow", "batch_size": batch_size, "zero_copy_batch": True}
         for name in ("num_cpus", "num_gpus"):
             if name in res:
                 opts[name] = res.pop(name)
