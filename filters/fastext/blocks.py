@@ -180,12 +180,10 @@ def _scan_mask(name: str) -> int:
     if not cand:
         return 0
     groups: list[tuple[int, re.Pattern[str]]] = []
-    g = 0
-    while cand:
-        if cand & 1:
-            groups.append((_GROUP_BIT[g], _GROUP_RE[g]))
-        cand >>= 1
-        g += 1
+    while cand:  # the set bits, lowest (first in VOCAB order) first
+        low = cand & -cand
+        groups.append((low, _GROUP_RE[low.bit_length() - 1]))
+        cand ^= low
     if len(groups) == 1:  # one group: any match of it sets its bit, as finditer's would
         return groups[0][0] if groups[0][1].search(name) else 0
     # several: the combined scan's next match starts where the leftmost of the groups' next matches starts, and
@@ -615,7 +613,6 @@ def segment(root: etree._Element) -> Blocks:
     )
 
 
-_CELL_TAGS = ("td", "th")
 _MAX_SPAN = 100  # trafilatura's cap on a colspan and on a table's width (main_extractor._MAX_SPAN)
 
 
@@ -640,17 +637,30 @@ def _tables(
     row_outer: dict[int, int] = {}
     header_rows: set[int] = set()
     tables = {c_parent[j] for j, t in enumerate(c_tag) if t == "tr" and c_parent[j] >= 0}
-    for t in sorted(tables):
-        rows = [(r, [(index.get(c, -1), _span(c.get("colspan"))) for c in r if c.tag in _CELL_TAGS])
-                for r in c_el[t] if r.tag == "tr"]  # fmt: skip
-        width = min(max((sum(span for _, span in cells) for _, cells in rows), default=0), _MAX_SPAN)
+    for t in sorted(tables):  # outer tables first (a parent's container comes before its children's)
+        rows = []
+        width = 0
+        for r in c_el[t]:
+            if r.tag != "tr":
+                continue
+            cells = []
+            n = 0
+            has_th = False
+            for c in r:
+                tag = c.tag
+                if tag == "td" or tag == "th":
+                    span = _span(c.get("colspan"))
+                    cells.append((index.get(c, -1), span))
+                    n += span
+                    has_th = has_th or tag == "th"
+            rows.append((index.get(r), cells, has_th))
+            width = max(width, n)
+        width = min(width, _MAX_SPAN)
         up = c_parent[t]
         outer_cell = c_cell[up] if up >= 0 else -1
         outer = cell_row.get(outer_cell, -1) if outer_cell >= 0 else -1
         header_done = False
-        for r, cells in rows:
-            j = index.get(r)
-            has_th = any(c.tag == "th" for c in r)
+        for j, cells, has_th in rows:
             if j is not None:
                 row_cells[j] = cells
                 row_width[j] = width

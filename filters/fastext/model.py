@@ -35,6 +35,8 @@ class Trees:
 
     def __post_init__(self) -> None:
         n, depth = self.features.shape
+        if depth > 8:
+            raise ValueError(f"oblivious trees of depth {depth}: at most 8 (a leaf index is one byte)")
         self._flat_features = self.features.ravel()
         self._flat_borders = self.borders.ravel()[:, None]
         self._flat_leaves = self.leaves.ravel()
@@ -51,10 +53,11 @@ class Trees:
     def _raw(self, X: np.ndarray) -> np.ndarray:
         n, depth = self.features.shape
         rows = np.take(np.ascontiguousarray(X.T), self._flat_features, axis=0)  # (trees * depth, blocks)
-        bits = (rows > self._flat_borders).reshape(n, depth, -1)
-        leaf = bits[:, 0, :].astype(np.int64)
+        # level k's answer is bit k of the leaf index, built in bytes (an eighth of the memory traffic of int64)
+        bits = (rows > self._flat_borders).view(np.uint8).reshape(n, depth, -1)
+        leaf = bits[:, 0, :].copy()
         for level in range(1, depth):
-            leaf |= bits[:, level, :].astype(np.int64) << level
+            leaf |= bits[:, level, :] << level
         return self.scale * np.take(self._flat_leaves, leaf + self._offsets).sum(0) + self.bias
 
     def proba(self, X: np.ndarray) -> np.ndarray:
