@@ -17,6 +17,7 @@ per-repeat ratio of two rows (runs next to each other in time) gives their sprea
 
     python bench/extraction_speed.py [--warc PATH | --warc corpus] [--repeat 3] [--rows curate,fast_extract]
     python bench/extraction_speed.py --profile [--pages 400]   # where trafilatura's time goes, phase by phase
+    python bench/extraction_speed.py --warc corpus --paired [--repeat 3]   # the two stages slice by slice
 `--warc corpus` packs every HTML page of ../shared/corpus (trafilatura's benchmark, Readability's test pages, the
 corpus WARCs) into one WARC. Without --warc: the sample crawl (sample:crawl?pages=N). datatrove rows need datatrove
 installed (a bench-only oracle) and are skipped otherwise.
@@ -83,6 +84,55 @@ def curate_run(path: str, kind: str, timeout: float) -> tuple[int, int, float, f
             docs += batch.num_rows
             kept += sum(r is None for r in reasons)
     return docs, kept, time.perf_counter() - t0, time.process_time() - c0, in_stage
+
+
+def paired_run(path: str, kinds: tuple[str, str] = ("trafilatura", "fast_extract"), slice_rows: int = 20) -> dict:
+    """Two stages in one process on the same pages, slice by slice (the order flipping each slice): the CPU time
+    of each stage's map_batch, summed. Both see the machine as it is within the same second, so a slow spell of a
+    shared machine (these runs' CPU time for identical work varies by a third) slows both alike instead of one."""
+    from curate.io.warc import WarcReader
+
+    stages = [_stage(k, 1.0) for k in kinds]
+    for st in stages:
+        st.setup()
+    reader = WarcReader(path=path, statuses=[])
+    cpu = [0.0, 0.0]
+    kept = [0, 0]
+    docs = 0
+    flip = False
+    for unit in reader.units():
+        for batch in reader.read(unit):
+            if "__reason__" in batch.column_names:
+                continue
+            for i in range(0, batch.num_rows, slice_rows):
+                piece = batch.slice(i, slice_rows)
+                for k in (1, 0) if flip else (0, 1):
+                    s0 = time.process_time()
+                    _, reasons = stages[k].map_batch(piece)
+                    cpu[k] += time.process_time() - s0
+                    kept[k] += sum(r is None for r in reasons)
+                flip = not flip
+                docs += piece.num_rows
+    return {"docs": docs, "kinds": list(kinds), "cpu": cpu, "kept": kept}
+
+
+def paired(path: str, repeat: int) -> None:
+    """--paired: paired_run in a fresh process per repeat (fast_extract's caches start cold each time)."""
+    ratios = []
+    print("\n| repeat | docs | trafilatura stage CPU s | fast_extract stage CPU s | trafilatura pages/s | "
+          "fast_extract pages/s | ratio |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for rep in range(repeat):
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", "paired", "--warc", path], capture_output=True, text=True, check=True
+        )
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        a, b = r["cpu"]
+        ratios.append(a / b)
+        print(f"| {rep + 1} | {r['docs']} | {a:.2f} | {b:.2f} | {r['docs'] / a:.1f} | {r['docs'] / b:.1f} | "
+              f"{a / b:.2f}x |", flush=True)  # fmt: skip
+    print(f"\nfast_extract / trafilatura precision, the stages paired slice by slice: {min(ratios):.2f}-"
+          f"{max(ratios):.2f}x over {repeat} runs (median {statistics.median(ratios):.2f}x)")  # fmt: skip
 
 
 def datatrove_run(path: str, sandbox: bool) -> tuple[int, int, float, float, float]:
@@ -278,10 +328,11 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, of: {', '.join(ROWS)}")
     ap.add_argument("--profile", action="store_true", help="phase profile of trafilatura and fast_extract")
+    ap.add_argument("--paired", action="store_true", help="trafilatura and fast_extract interleaved in one process")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one row in this (fresh) process
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(ROWS[args.one](args.warc)))
+        print(json.dumps(paired_run(args.warc) if args.one == "paired" else ROWS[args.one](args.warc)))
         return
     if args.profile:
         profile(min(args.pages, 990))
@@ -299,6 +350,9 @@ def main() -> None:
 
             path = materialize(f"sample:crawl?pages={args.pages}")
         print(f"WARC: {args.warc or path}")
+        if args.paired:
+            paired(path, args.repeat)
+            return
         results: dict[str, list[tuple[int, int, float, float, float]]] = {k: [] for k in rows}
         for rep in range(args.repeat):  # alternate, so machine noise hits every row alike
             for name in rows:
