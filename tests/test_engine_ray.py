@@ -114,3 +114,41 @@ def test_cli_run_on_its_own_embedded_ray(workdir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "30 documents in" in proc.stdout
     assert (workdir / "cli-out" / "_SUCCESS").exists()
+
+
+BATCH_TAGS = '''
+import uuid
+import pyarrow as pa
+import curate
+
+
+class BatchTag(curate.Mapper):
+    """Tags every document with an id of the batch it arrived in."""
+
+    output_columns = {"batch_tag": pa.string()}
+
+    def map_batch(self, batch):
+        return batch.append_column("batch_tag", pa.array([uuid.uuid4().hex] * batch.num_rows, pa.string()))
+'''
+
+
+def test_each_read_unit_reaches_the_first_segment_as_its_own_batch(tmp_path, monkeypatch, ray_session):
+    # Ray Data's map_batches(batch_size=N) bundles blocks until a task has N rows: eight files of 10 documents ran
+    # as one batch of 80 (and on real pages, 1,468 documents as two tasks of 1,000 and 468, one worker idle for half
+    # the run). Straight after the reader, each reader batch must be a task of its own.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "batch_tags.py").write_text(BATCH_TAGS)
+    for k in range(8):
+        write_docs(tmp_path / "in" / f"part{k}.parquet", 10, start=10 * k, lorem_every=0, dup_every=0)
+    write_pipeline(
+        tmp_path / "p.yaml",
+        "name: tags\ninput: {format: parquet, path: in}\noutput: {path: out}\n"
+        "stages:\n  - {id: tag, uses: 'batch_tags:BatchTag'}\n",
+    )
+    stats = engine.run(config.load("p.yaml"), runner="ray")
+    assert stats["conserved"] and stats["output_docs"] == 80
+    table = pq.read_table(tmp_path / "out" / "data", columns=["id", "batch_tag"])
+    files_of_batch: dict[str, set[int]] = {}
+    for doc_id, tag in zip(table.column("id").to_pylist(), table.column("batch_tag").to_pylist()):
+        files_of_batch.setdefault(tag, set()).add(int(doc_id.split("-")[1]) // 10)
+    assert sorted(len(f) for f in files_of_batch.values()) == [1] * 8  # one batch per file, no batch of two
