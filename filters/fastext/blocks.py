@@ -841,20 +841,19 @@ def render(b: Blocks, keep: np.ndarray | list[bool]) -> str:
     padded to its table's width, a '|---|' line under a table's first row with a header cell, a nested table's rows
     on lines of their own; <pre> text verbatim.
 
-    Repeats: a paragraph of MIN_REPEAT characters or more that repeats one written earlier, with other text between
-    them, is dropped (template text: a headline again in a breadcrumb, a teaser repeating the lead, a newsletter
-    box twice; FineWeb's char_dup_ratio rejects a page for 1% of its characters in repeated lines). A run of the
-    same paragraph is kept as written. trafilatura does the opposite (it drops a run's repeats of 50+ characters and
-    keeps distant ones); measured on the tuning split (filters.fastext.corpus), this rule costs 0.013 of
-    Readability's token F1 against keeping every repeat and gains 0.017 against trafilatura's rule, and it brings
-    the FineWeb chain's decisions on the corpus pages closer to those on trafilatura's text (bench/README.md).
+    Repeats: a paragraph or list item of MIN_REPEAT characters or more that repeats one written earlier, with
+    other text between them, is dropped (template text: a headline again in a breadcrumb, a teaser repeating the
+    lead, a newsletter box twice; FineWeb's char_dup_ratio rejects a page for 1% of its characters in repeated
+    lines). A run of the same paragraph is kept as written. trafilatura does the opposite (it drops a run's repeats
+    of 50+ characters and keeps distant ones); measured on the tuning split (filters.fastext.corpus), this rule
+    costs 0.013 of Readability's token F1 against keeping every repeat and gains 0.017 against trafilatura's rule,
+    and it brings the FineWeb chain's decisions on the corpus pages closer to those on trafilatura's text (bench/README.md).
     """
     out: list[str | None] = []
     slot: dict[int, int] = {}  # row or item container -> its line in out
     parts: dict[int, list[str]] = {}  # cell or item container -> its kept texts
     rows_seen: list[int] = []
-    seen: set[str] = set()
-    previous = ""
+    row_slots: set[int] = set()
     cells, items, cell_row, row_outer = b.cells, b.items, b.cell_row, b.row_outer
 
     def touch_row(r: int) -> None:
@@ -887,11 +886,6 @@ def render(b: Blocks, keep: np.ndarray | list[bool]) -> str:
             else:
                 got.append(text)
             continue
-        if len(text) >= MIN_REPEAT and text != previous:
-            if text in seen:
-                continue
-            seen.add(text)
-        previous = text
         out.append(text)
     for r in rows_seen:
         if r < 0:  # a list item
@@ -909,7 +903,20 @@ def render(b: Blocks, keep: np.ndarray | list[bool]) -> str:
         if r in b.header_rows:
             line.append("\n|" + "---|" * b.row_width[r])
         out[slot[r]] = "".join(line)
-    return "\n".join(t for t in out if t is not None)
+        row_slots.add(slot[r])
+    lines: list[str] = []
+    seen: set[str] = set()
+    previous = ""
+    for k, t in enumerate(out):
+        if t is None:
+            continue
+        if len(t) >= MIN_REPEAT and t != previous and k not in row_slots:  # paragraphs and list items
+            if t in seen:
+                continue
+            seen.add(t)
+        previous = t
+        lines.append(t)
+    return "\n".join(lines)
 
 
 def context(b: Blocks, p: np.ndarray) -> np.ndarray:

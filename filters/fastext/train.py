@@ -63,23 +63,30 @@ def _norm(s: str) -> str:
 
 
 def distilled_labels(b: Blocks, reference: str | None) -> np.ndarray:
-    """1 for blocks whose text trafilatura kept: a whole line of its output (list bullets and table bars aside), or
-    20+ characters found in it; lines of a multi-line block each so."""
+    """1 for blocks whose text trafilatura kept: a whole line of its output (list bullets and table bars aside), 20+
+    characters found in it, or whole words inside one of its list items or table cells (which join the blocks in
+    them); lines of a multi-line block each so."""
     y = np.zeros(len(b), np.float32)
     if not reference:
         return y
     lines = set()
+    joined = []  # list items and table cells: trafilatura joins the blocks inside one into a line
     for line in reference.split("\n"):
         line = line.strip()
         lines.add(line)
         if line.startswith("- "):
             lines.add(line[2:])
+            joined.append(line[2:])
         if line.startswith("|"):
-            lines.update(part.strip() for part in line.strip("| ").split(" | "))
+            parts = [part.strip().replace("\\|", "|") for part in line.strip("| ").split(" | ")]
+            lines.update(parts)
+            joined.extend(parts)
     full = _norm(reference)
+    inside = " " + "  ".join(_norm(part) for part in joined) + " "
 
     def kept(text: str) -> bool:
-        return text in lines or (len(text) >= 20 and text in full)
+        # a short block counts as kept inside an item or a cell when it is there as whole words
+        return text in lines or (len(text) >= 20 and text in full) or f" {text} " in inside
 
     for i, text in enumerate(b.texts):
         text = _norm(text) if "\n" not in text else text
