@@ -590,8 +590,9 @@ def _file_size(path: str) -> int:
         return 0
 
 
-# Below this a split costs more (a seek and a resync) than it balances. 35 MB of real pages cut into 33 units of
-# 1 MiB rather than 10 of 4 MiB: the tail where one worker runs the last unit alone is a quarter as long.
+# Below this a split costs more (a seek and a resync, a task) than it balances. 35 MB of real pages go in 33 units
+# of 1 MiB rather than 10 of 4 MiB, so the last unit a worker runs alone is a quarter the size; 128 units of 256 KiB
+# made the FineWeb chain on them 2-3 s slower (bench/README.md, the chain on Ray).
 _MIN_SPLIT_BYTES = 1 << 20
 
 
