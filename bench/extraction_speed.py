@@ -64,25 +64,31 @@ def _stage(kind: str, timeout: float):
     return FastExtract(timeout=timeout)
 
 
-def curate_run(path: str, kind: str, timeout: float) -> tuple[int, int, float, float, float]:
+def _warc_batches(path: str):
+    """curate's WarcReader batches of a WARC, every status (datatrove's reader keeps every status: the same
+    documents), less the batches of records the reader itself rejects."""
     from curate.io.warc import WarcReader
 
+    reader = WarcReader(path=path, statuses=[])
+    for unit in reader.units():
+        for batch in reader.read(unit):
+            if "__reason__" not in batch.column_names:
+                yield batch
+
+
+def curate_run(path: str, kind: str, timeout: float) -> tuple[int, int, float, float, float]:
     stage = _stage(kind, timeout)
     stage.setup()  # one-off per worker (imports, warm-up): not counted, as datatrove warms its sandbox too
     t0 = time.perf_counter()
     c0 = time.process_time()
-    reader = WarcReader(path=path, statuses=[])  # datatrove's reader keeps every status: same documents
     docs = kept = 0
     in_stage = 0.0
-    for unit in reader.units():
-        for batch in reader.read(unit):
-            if "__reason__" in batch.column_names:
-                continue
-            s0 = time.process_time()
-            _, reasons = stage.map_batch(batch)
-            in_stage += time.process_time() - s0
-            docs += batch.num_rows
-            kept += sum(r is None for r in reasons)
+    for batch in _warc_batches(path):
+        s0 = time.process_time()
+        _, reasons = stage.map_batch(batch)
+        in_stage += time.process_time() - s0
+        docs += batch.num_rows
+        kept += sum(r is None for r in reasons)
     return docs, kept, time.perf_counter() - t0, time.process_time() - c0, in_stage
 
 
@@ -90,29 +96,23 @@ def paired_run(path: str, kinds: tuple[str, str] = ("trafilatura", "fast_extract
     """Two stages in one process on the same pages, slice by slice (the order flipping each slice): the CPU time
     of each stage's map_batch, summed. Both see the machine as it is within the same second, so a slow spell of a
     shared machine (these runs' CPU time for identical work varies by a third) slows both alike instead of one."""
-    from curate.io.warc import WarcReader
-
     stages = [_stage(k, 1.0) for k in kinds]
     for st in stages:
         st.setup()
-    reader = WarcReader(path=path, statuses=[])
     cpu = [0.0, 0.0]
     kept = [0, 0]
     docs = 0
     flip = False
-    for unit in reader.units():
-        for batch in reader.read(unit):
-            if "__reason__" in batch.column_names:
-                continue
-            for i in range(0, batch.num_rows, slice_rows):
-                piece = batch.slice(i, slice_rows)
-                for k in (1, 0) if flip else (0, 1):
-                    s0 = time.process_time()
-                    _, reasons = stages[k].map_batch(piece)
-                    cpu[k] += time.process_time() - s0
-                    kept[k] += sum(r is None for r in reasons)
-                flip = not flip
-                docs += piece.num_rows
+    for batch in _warc_batches(path):
+        for i in range(0, batch.num_rows, slice_rows):
+            piece = batch.slice(i, slice_rows)
+            for k in (1, 0) if flip else (0, 1):
+                s0 = time.process_time()
+                _, reasons = stages[k].map_batch(piece)
+                cpu[k] += time.process_time() - s0
+                kept[k] += sum(r is None for r in reasons)
+            flip = not flip
+            docs += piece.num_rows
     return {"docs": docs, "kinds": list(kinds), "cpu": cpu, "kept": kept}
 
 

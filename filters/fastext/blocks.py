@@ -152,7 +152,6 @@ def _alternatives(pattern: str) -> list[str]:
 # alternative at every position (38 us a name); here a group is tried only when a name holds one of the literals
 # its matches must contain, found by a dict lookup per three characters of the name, so a name costs a few us.
 _GROUP_RE = [re.compile(pat) for _, pat in VOCAB]
-_GROUP_BIT = [1 << i for i in range(len(VOCAB))]
 _GROUP_LITERALS = [tuple({_required_literal(a) for a in _alternatives(pat)}) for _, pat in VOCAB]
 _TRIGRAMS: dict[str, list[tuple[str, int]]] = {}  # a literal's first three characters -> (literal, group)
 _SHORT: list[tuple[str, int]] = []  # literals under three characters, tested with `in`
@@ -847,12 +846,13 @@ def render(b: Blocks, keep: np.ndarray | list[bool]) -> str:
     lines). A run of the same paragraph is kept as written. trafilatura does the opposite (it drops a run's repeats
     of 50+ characters and keeps distant ones); measured on the tuning split (filters.fastext.corpus), this rule
     costs 0.013 of Readability's token F1 against keeping every repeat and gains 0.017 against trafilatura's rule,
-    and it brings the FineWeb chain's decisions on the corpus pages closer to those on trafilatura's text (bench/README.md).
+    and it brings the FineWeb chain's decisions on the corpus pages closer to those on trafilatura's text
+    (bench/README.md).
     """
     out: list[str | None] = []
     slot: dict[int, int] = {}  # row or item container -> its line in out
     parts: dict[int, list[str]] = {}  # cell or item container -> its kept texts
-    rows_seen: list[int] = []
+    pending: list[tuple[bool, int]] = []  # (a table row?, its container), in the order their lines were opened
     row_slots: set[int] = set()
     cells, items, cell_row, row_outer = b.cells, b.items, b.cell_row, b.row_outer
 
@@ -864,7 +864,7 @@ def render(b: Blocks, keep: np.ndarray | list[bool]) -> str:
             touch_row(outer)  # a nested table's row comes after the row that holds it
         slot[r] = len(out)
         out.append(None)
-        rows_seen.append(r)
+        pending.append((True, r))
 
     for i, text in enumerate(b.texts):
         if not keep[i]:
@@ -882,15 +882,14 @@ def render(b: Blocks, keep: np.ndarray | list[bool]) -> str:
                 parts[it] = [text]
                 slot[it] = len(out)
                 out.append(None)
-                rows_seen.append(-1 - it)
+                pending.append((False, it))
             else:
                 got.append(text)
             continue
         out.append(text)
-    for r in rows_seen:
-        if r < 0:  # a list item
-            it = -1 - r
-            out[slot[it]] = "  " * b.item_level.get(it, 0) + "- " + " ".join(parts[it])
+    for is_row, r in pending:
+        if not is_row:  # a list item
+            out[slot[r]] = "  " * b.item_level.get(r, 0) + "- " + " ".join(parts[r])
             continue
         line = ["| "]
         n = 0
