@@ -500,3 +500,27 @@ def test_a_small_input_of_few_files_is_split_finer_for_balance(tmp_path, monkeyp
     seen = [url for u in units for t in WarcReader(path=str(path)).read(u) for url in t.column("url").to_pylist()]
     assert sorted(seen) == sorted(r["url"] for r in read_all(path)[0])
     assert len(WarcReader(path=str(path), min_units=1).units()) == 1
+
+
+def test_the_last_units_of_the_input_are_cut_finer(tmp_path, monkeypatch):
+    import curate.io.warc as warc
+
+    monkeypatch.setattr(warc, "_MIN_SPLIT_BYTES", 1)
+    paths = [write(tmp_path, f"{k}.warc.gz", b"".join(record(i, body=PAGE % i * 40) for i in range(40))) for k in "ab"]
+    reader = WarcReader(path=str(tmp_path / "*.warc.gz"), min_units=16)
+    units = reader.units()
+    with monkeypatch.context() as m:
+        m.setattr(warc, "_finer_tail", lambda cuts: None)
+        even = reader.units()
+    tail = len(even) // 8  # the last eighth of the even units, each cut in four
+    assert len(even) >= 16 and len(units) == len(even) + 3 * tail
+    assert [u.key for u in units[: -4 * tail]] == [u.key for u in even[:-tail]]
+    assert max(u.size_bytes for u in units[-4 * tail :]) * 3 < min(u.size_bytes for u in even)
+    assert {u.path for u in units[-4 * tail :]} == {str(paths[1])}
+    for path in paths:  # the pieces still tile each file, numbered in order, and every record is read once
+        mine = [u for u in units if u.path == str(path)]
+        assert sum(u.size_bytes for u in mine) == path.stat().st_size
+        assert [u.key for u in mine] == [f"{path.name}#{i}" for i in range(len(mine))]
+        assert {u.parts for u in mine} == {len(mine)}
+    seen = [url for u in units for t in reader.read(u) for url in t.column("url").to_pylist()]
+    assert sorted(seen) == sorted(r["url"] for p in paths for r in read_all(p)[0])

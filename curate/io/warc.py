@@ -137,17 +137,19 @@ class WarcReader(Reader):
         split = self.split_bytes
         if split > 0 and self.min_units > len(files):
             split = min(split, max(_MIN_SPLIT_BYTES, sum(sizes) // self.min_units))
-        units: list[ReadUnit] = []
+        cuts: list[list[int]] = []  # per file, the byte offsets its units start at, then its size
         for f, size in zip(files, sizes):
-            rel = relative_key(f, root)
-            parts = 1
-            if split > 0 and size > split and _splittable(f):
-                parts = -(-size // split)
+            parts = -(-size // split) if split > 0 and size > split and _splittable(f) else 1
+            cuts.append([i * size // parts for i in range(parts)] + [size])
+        _finer_tail(cuts)
+        units: list[ReadUnit] = []
+        for f, rel, bounds in zip(files, (relative_key(f, root) for f in files), cuts):
+            parts = len(bounds) - 1
             for i in range(parts):
-                start = i * size // parts
-                end = (i + 1) * size // parts if i < parts - 1 else None
+                start, end = bounds[i], bounds[i + 1] if i < parts - 1 else None
                 key = rel if parts == 1 else f"{rel}#{i}"
-                units.append(ReadUnit(f, key, (end or size) - start, part=i, parts=parts, options=(start, end, rel)))
+                size = bounds[i + 1] - start
+                units.append(ReadUnit(f, key, size, part=i, parts=parts, options=(start, end, rel)))
         return units
 
     def read(self, unit: ReadUnit) -> Iterator[pa.Table]:
@@ -594,6 +596,28 @@ def _file_size(path: str) -> int:
 # of 1 MiB rather than 10 of 4 MiB, so the last unit a worker runs alone is a quarter the size; 128 units of 256 KiB
 # made the FineWeb chain on them 2-3 s slower (bench/README.md, the chain on Ray).
 _MIN_SPLIT_BYTES = 1 << 20
+
+
+# The units that end the input are cut finer (guided self-scheduling): runs go in the order of the units, so
+# whichever worker takes one of the last is done soon after the others. Their bytes say little of their cost: on
+# the corpus pages a 1 MiB unit took 0.24-3.5 s, and one of the slowest came last (bench/README.md, the chain on Ray).
+_TAIL_SHARE = 8  # the last eighth of the units (at least one), if their file is split
+_TAIL_PIECES = 4  # each cut in this many, none under a quarter of _MIN_SPLIT_BYTES
+
+
+def _finer_tail(cuts: list[list[int]]) -> None:
+    """Cut the last units of the input (in place; cuts as built in WarcReader.units) into _TAIL_PIECES each."""
+    left = max(1, sum(len(c) - 1 for c in cuts) // _TAIL_SHARE)
+    for bounds in reversed(cuts):
+        if left <= 0 or len(bounds) < 3:  # a file read whole is not splittable, or small
+            return
+        i = len(bounds) - 2
+        while left > 0 and i >= 0:
+            lo, hi = bounds[i], bounds[i + 1]
+            pieces = min(_TAIL_PIECES, max(1, (hi - lo) // max(1, _MIN_SPLIT_BYTES // _TAIL_PIECES)))
+            bounds[i + 1 : i + 1] = [lo + k * (hi - lo) // pieces for k in range(1, pieces)]
+            left -= 1
+            i -= 1
 
 
 def _splittable(path: str) -> bool:
