@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import tarfile
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -111,8 +112,11 @@ def test_ut1_from_the_installed_datatrove_package(tmp_path):
     got = reasons(stage, ["http://0-1avsex.com/page", "https://en.wikipedia.org/wiki/Main_Page"])
     assert got == ["blocklisted_domain", None]
     assert stage.blocklist_size > 1_000_000
-    # the hashed list is cached, so the next worker starts fast
-    assert list((tmp_path / "cache" / "url_filter").glob("blocklist-*.npz"))
+    # the hashed list is cached, so the next worker starts fast: it maps the cache instead of reading it
+    assert len(list((tmp_path / "cache" / "url_filter").glob("blocklist-*.npy"))) == 2
+    again = URLFilter()
+    assert reasons(again, ["http://0-1avsex.com/page", "https://en.wikipedia.org/wiki/Main_Page"]) == got
+    assert isinstance(again._domains, np.memmap) and again.blocklist_size == stage.blocklist_size
 
 
 def test_parity_with_datatrove_url_filter_on_the_word_lists():
