@@ -320,12 +320,15 @@ def report(runs: dict[str, list[dict[str, Any]]], workers: int = 1) -> None:
     print(f"kept URL sets: curate {len(a)}, datatrove {len(b)}, both {len(a & b)}, Jaccard {jac:.4f}")
     # The readers differ on a few records (encodings datatrove cannot detect, non-HTML it sniffs as HTML): the
     # same comparison on the documents both readers produced isolates the filters and the extraction.
-    common = set(runs["curate"][0]["read"]) & set(runs["datatrove"][0]["read"])
-    ac, bc = a & common, b & common
-    jac_c = len(ac & bc) / len(ac | bc) if ac | bc else 1.0
-    print(f"read by both readers: {len(common)} URLs (curate read {len(set(runs['curate'][0]['read']))}, datatrove "
-          f"{len(set(runs['datatrove'][0]['read']))}); kept among them: curate {len(ac)}, datatrove {len(bc)}, "
-          f"Jaccard {jac_c:.4f}")  # fmt: skip
+    if not runs["datatrove"][0]["read"]:  # its workers are forked processes: what they read stays there
+        print("read by both readers: not collected when datatrove runs several workers")
+    else:
+        common = set(runs["curate"][0]["read"]) & set(runs["datatrove"][0]["read"])
+        ac, bc = a & common, b & common
+        jac_c = len(ac & bc) / len(ac | bc) if ac | bc else 1.0
+        print(f"read by both readers: {len(common)} URLs (curate read {len(set(runs['curate'][0]['read']))}, "
+              f"datatrove {len(set(runs['datatrove'][0]['read']))}); kept among them: curate {len(ac)}, datatrove "
+              f"{len(bc)}, Jaccard {jac_c:.4f}")  # fmt: skip
     best = min(runs["curate"], key=lambda r: r["wall"])["stages"]
     print("\ncurate stage seconds (best run): " + ", ".join(f"{k} {v:.2f}" for k, v in best.items()))
     shares = sorted(100 * sum(r["stages"].get(s, 0.0) for s in NON_EXTRACTION) / r["stages"]["extract"]
