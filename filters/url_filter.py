@@ -133,7 +133,8 @@ def load_blocklist(path: Path) -> tuple[np.ndarray, np.ndarray]:
     cache is two .npy files, mapped rather than read: UT1's 4.5 million hashes (36 MB) cost a worker no load time,
     and the workers of one machine share their pages."""
     st = path.stat()
-    key = hashlib.sha1(f"{path.resolve()}|{st.st_size}|{int(st.st_mtime)}".encode()).hexdigest()[:16]
+    source = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+    key = f"{source}-{hashlib.sha1(f'{st.st_size}|{int(st.st_mtime)}'.encode()).hexdigest()[:8]}"
     cache = {part: _cache_dir() / f"blocklist-{key}.{part}.npy" for part in ("domains", "urls")}
     if all(f.is_file() for f in cache.values()):
         try:
@@ -149,6 +150,10 @@ def load_blocklist(path: Path) -> tuple[np.ndarray, np.ndarray]:
             tmp = cache[part].with_suffix(f".tmp{os.getpid()}.npy")
             np.save(tmp, array)
             os.replace(tmp, cache[part])
+        # the caches of this list's earlier versions, and of the .npz format before, are read no more (36 MB each)
+        for old in [*_cache_dir().glob(f"blocklist-{source}-*.npy"), *_cache_dir().glob("blocklist-*.npz")]:
+            if not old.name.startswith(f"blocklist-{key}."):
+                old.unlink(missing_ok=True)
     except OSError as e:  # a read-only home is fine: the list is rebuilt next time
         log.debug("cannot cache the blocklist at %s: %s", _cache_dir(), e)
     log.info("url_filter: loaded %d domains and %d URLs from %s", len(domains), len(urls), path)

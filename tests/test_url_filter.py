@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 
 import numpy as np
@@ -103,6 +104,25 @@ def test_missing_blocklist_path_is_a_config_error(tmp_path):
 
 def test_reject_missing_url():
     assert reasons(URLFilter(blocklist=None, reject_missing_url=True), [None, ""]) == ["no_url", "no_url"]
+
+
+def test_a_changed_list_replaces_its_cache(tmp_path):
+    listing = tmp_path / "domains.txt"
+    listing.write_text("spam-farm.net\n")
+    cache = tmp_path / "cache" / "url_filter"
+    cache.mkdir(parents=True)
+    (cache / "blocklist-0123456789abcdef.npz").write_bytes(b"the format before")
+    assert reasons(URLFilter(blocklist=str(listing)), ["http://spam-farm.net/"]) == ["blocklisted_domain"]
+    first = sorted(p.name for p in cache.iterdir())
+    assert len(first) == 2 and all(name.endswith(".npy") for name in first)  # the old format's file is gone
+    listing.write_text("linkwheel.io\n")
+    os.utime(listing, (1_000_000_000, 1_000_000_000))
+    assert reasons(URLFilter(blocklist=str(listing)), ["http://spam-farm.net/", "http://linkwheel.io/"]) == [
+        None,
+        "blocklisted_domain",
+    ]
+    second = sorted(p.name for p in cache.iterdir())
+    assert len(second) == 2 and not set(first) & set(second)  # the earlier version's cache went with it
 
 
 def test_ut1_from_the_installed_datatrove_package(tmp_path):
