@@ -135,7 +135,8 @@ def load_blocklist(path: Path) -> tuple[np.ndarray, np.ndarray]:
     st = path.stat()
     source = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
     key = f"{source}-{hashlib.sha1(f'{st.st_size}|{int(st.st_mtime)}'.encode()).hexdigest()[:8]}"
-    cache = {part: _cache_dir() / f"blocklist-{key}.{part}.npy" for part in ("domains", "urls")}
+    folder = _cache_dir()
+    cache = {part: folder / f"blocklist-{key}.{part}.npy" for part in ("domains", "urls")}
     if all(f.is_file() for f in cache.values()):
         try:
             return np.load(cache["domains"], mmap_mode="r"), np.load(cache["urls"], mmap_mode="r")
@@ -145,17 +146,17 @@ def load_blocklist(path: Path) -> tuple[np.ndarray, np.ndarray]:
     domains = _hashes(d for d in (_clean_domain(x) for x in domain_lines) if d)
     urls = _hashes(u for u in (_clean_url(x) for x in url_lines) if u)
     try:
-        _cache_dir().mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         for part, array in (("domains", domains), ("urls", urls)):  # urls last: both there means both complete
             tmp = cache[part].with_suffix(f".tmp{os.getpid()}.npy")
             np.save(tmp, array)
             os.replace(tmp, cache[part])
         # the caches of this list's earlier versions, and of the .npz format before, are read no more (36 MB each)
-        for old in [*_cache_dir().glob(f"blocklist-{source}-*.npy"), *_cache_dir().glob("blocklist-*.npz")]:
+        for old in [*folder.glob(f"blocklist-{source}-*.npy"), *folder.glob("blocklist-*.npz")]:
             if not old.name.startswith(f"blocklist-{key}."):
                 old.unlink(missing_ok=True)
     except OSError as e:  # a read-only home is fine: the list is rebuilt next time
-        log.debug("cannot cache the blocklist at %s: %s", _cache_dir(), e)
+        log.debug("cannot cache the blocklist at %s: %s", folder, e)
     log.info("url_filter: loaded %d domains and %d URLs from %s", len(domains), len(urls), path)
     return domains, urls
 

@@ -143,13 +143,13 @@ class WarcReader(Reader):
             cuts.append([i * size // parts for i in range(parts)] + [size])
         _finer_tail(cuts)
         units: list[ReadUnit] = []
-        for f, rel, bounds in zip(files, (relative_key(f, root) for f in files), cuts):
+        for f, bounds in zip(files, cuts):
+            rel = relative_key(f, root)
             parts = len(bounds) - 1
             for i in range(parts):
                 start, end = bounds[i], bounds[i + 1] if i < parts - 1 else None
                 key = rel if parts == 1 else f"{rel}#{i}"
-                size = bounds[i + 1] - start
-                units.append(ReadUnit(f, key, size, part=i, parts=parts, options=(start, end, rel)))
+                units.append(ReadUnit(f, key, bounds[i + 1] - start, part=i, parts=parts, options=(start, end, rel)))
         return units
 
     def read(self, unit: ReadUnit) -> Iterator[pa.Table]:
