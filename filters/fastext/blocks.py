@@ -430,6 +430,15 @@ def segment(root: etree._Element) -> Blocks:
             br.tail = BREAK + tail if tail else BREAK
         except ValueError:  # lxml refuses control characters in text it is given (libxml2 kept them on parsing)
             br.tail = BREAK + _CONTROL.sub("", tail)
+    walked = _compiled.walk(body) if _compiled is not None else None  # None: a node it leaves to _walk
+    if walked is None:
+        walked = _walk(body)
+    return _assemble(*walked)
+
+
+def _walk(body: etree._Element) -> tuple:
+    """The blocks' texts and owners and the containers (see _assemble), in Python: what filters/fastext/_walk.pyx
+    computes in C over libxml2's nodes (tests/test_fast_extract.py checks that the two agree)."""
     link_of: dict[etree._Element, list[int]] = {}
     for a in body.iter("a"):
         text = a.text
@@ -551,6 +560,47 @@ def segment(root: etree._Element) -> Blocks:
             owners.append(owner)
 
     close_to(-1)
+    c_links = [link_of.get(e) for e in c_el] if link_of else [None] * len(c_el)
+    return texts, owners, c_tag, c_cum, c_parent, c_lo, c_hi, c_links, _table_rows(c_tag, c_parent, c_el, index)
+
+
+def _table_rows(
+    c_tag: list[str], c_parent: list[int], c_el: list[etree._Element], index: dict[etree._Element, int]
+) -> dict[int, list[tuple[int | None, list[tuple[int, int]], bool]]]:
+    """Per container that holds a <tr> with text (a table): its <tr> children in order, each as (its container or
+    None, its <td>/<th> children as (container or -1, colspan), whether one is a <th>)."""
+    out = {}
+    for t in sorted({c_parent[j] for j, t in enumerate(c_tag) if t == "tr" and c_parent[j] >= 0}):
+        rows = []
+        for r in c_el[t]:
+            if r.tag != "tr":
+                continue
+            cells = []
+            has_th = False
+            for c in r:
+                tag = c.tag
+                if tag == "td" or tag == "th":
+                    cells.append((index.get(c, -1), _span(c.get("colspan"))))
+                    has_th = has_th or tag == "th"
+            rows.append((index.get(r), cells, has_th))
+        out[t] = rows
+    return out
+
+
+def _assemble(
+    texts: list[str],
+    owners: list[int],
+    c_tag: list[str],
+    c_cum: list[int],
+    c_parent: list[int],
+    c_lo: list[int],
+    c_hi: list[int],
+    c_links: list[list[int] | None],
+    table_rows: dict[int, list[tuple[int | None, list[tuple[int, int]], bool]]],
+) -> Blocks:
+    """Blocks from a walk: each block's text and owner container; per container (parent first) its tag, its bits
+    with its ancestors', its parent, its run of blocks [c_lo, c_hi), and the [characters, count] of the <a> whose
+    nearest block element it is (or None); the tables' rows (_table_rows)."""
     # a block's link characters: its share of its element's own text, at its element's link density
     own_chars: dict[int, int] = {}
     for text, owner in zip(texts, owners):
@@ -559,7 +609,7 @@ def segment(root: etree._Element) -> Blocks:
     n_links: list[int] = []
     last_owner = -1
     for text, owner in zip(texts, owners):
-        entry = link_of.get(c_el[owner])
+        entry = c_links[owner]
         if entry is None:
             link_chars.append(0)
             n_links.append(0)
@@ -588,7 +638,7 @@ def segment(root: etree._Element) -> Blocks:
         elif up >= 0:
             c_cell[j] = c_cell[up]
             c_item[j] = c_item[up]
-    cell_row, row_cells, row_width, row_outer, header_rows = _tables(c_tag, c_parent, c_el, c_cell, index)
+    cell_row, row_cells, row_width, row_outer, header_rows = _tables(table_rows, c_parent, c_cell)
     return Blocks(
         texts=texts,
         kinds=[_TAG_GROUP.get(t, 1) for t in owner_tags],
@@ -621,11 +671,9 @@ def _span(value: str | None) -> int:
 
 
 def _tables(
-    c_tag: list[str],
+    table_rows: dict[int, list[tuple[int | None, list[tuple[int, int]], bool]]],
     c_parent: list[int],
-    c_el: list[etree._Element],
     c_cell: list[int],
-    index: dict[etree._Element, int],
 ) -> tuple[dict[int, int], dict[int, list[tuple[int, int]]], dict[int, int], dict[int, int], set[int]]:
     """The row structure of the tables that hold text, as trafilatura lays them out (handle_table): a row is the
     <td>/<th> children of a <tr>, a colspan counts its columns, every row is padded to the table's widest, and a
@@ -635,26 +683,8 @@ def _tables(
     row_width: dict[int, int] = {}
     row_outer: dict[int, int] = {}
     header_rows: set[int] = set()
-    tables = {c_parent[j] for j, t in enumerate(c_tag) if t == "tr" and c_parent[j] >= 0}
-    for t in sorted(tables):  # outer tables first (a parent's container comes before its children's)
-        rows = []
-        width = 0
-        for r in c_el[t]:
-            if r.tag != "tr":
-                continue
-            cells = []
-            n = 0
-            has_th = False
-            for c in r:
-                tag = c.tag
-                if tag == "td" or tag == "th":
-                    span = _span(c.get("colspan"))
-                    cells.append((index.get(c, -1), span))
-                    n += span
-                    has_th = has_th or tag == "th"
-            rows.append((index.get(r), cells, has_th))
-            width = max(width, n)
-        width = min(width, _MAX_SPAN)
+    for t, rows in table_rows.items():  # outer tables first (a parent's container comes before its children's)
+        width = min(max((sum(span for _, span in cells) for _, cells, _ in rows), default=0), _MAX_SPAN)
         up = c_parent[t]
         outer_cell = c_cell[up] if up >= 0 else -1
         outer = cell_row.get(outer_cell, -1) if outer_cell >= 0 else -1
@@ -967,3 +997,16 @@ def context_names() -> list[str]:
     names = "p p_prev1 p_prev2 p_next1 p_next2 p_window3 p_window8".split()
     names += [f"c{lv}_mean_p" for lv in range(N_LEVELS + 1)]
     return names + ["dist_strong", "page_max_p", "page_mean_p", "page_kept_share"]
+
+
+# -- the walk in C ----------------------------------------------------------------------------------------------
+
+# filters/fastext/_walk.pyx, compiled when the package is installed (setup.py; it needs Cython and a C compiler,
+# and the install goes on without it). _walk above computes the same in Python: it runs where the module is not
+# built, and on any page with a node the C walk leaves to it (a comment, an entity, a namespace).
+try:
+    from filters.fastext import _walk as _compiled
+except ImportError:
+    _compiled = None
+except ValueError:  # built against an lxml whose element type has another size (Cython's check on import)
+    _compiled = None
