@@ -229,6 +229,9 @@ class HtmlExtractor(Mapper):
         self._deadline = Deadline()
         self._warned = False
 
+    # True: extract() also takes the page's UTF-8 bytes (utf8=...) where the payload was UTF-8 already
+    takes_utf8: ClassVar[bool] = False
+
     def extract(self, html: str, url: str | None) -> str | None:
         raise NotImplementedError
 
@@ -252,12 +255,15 @@ class HtmlExtractor(Mapper):
                 else:
                     reasons[i] = "no_html"
                 continue
+            utf8 = None
             if isinstance(html, bytes):
                 page, how = decode_html(html, charsets[i])
                 self.count(f"charset_{how}")
+                if how == "utf8":
+                    utf8 = html  # the page's UTF-8 bytes: an engine that parses bytes need not encode it again
             else:
                 page = html
-            text, reasons[i] = self._extract_one(page, urls[i])
+            text, reasons[i] = self._extract_one(page, urls[i], utf8)
             out[i] = text
         if self.timeout > 0 and self._deadline.mode:
             # stats.json shows which mechanism bounded the pages: SIGALRM (main thread) or the watchdog thread
@@ -266,13 +272,13 @@ class HtmlExtractor(Mapper):
         table = table.append_column("text", pa.array(out, pa.string()))
         return table, reasons
 
-    def _extract_one(self, page: str, url: str | None) -> tuple[str | None, str | None]:
+    def _extract_one(self, page: str, url: str | None, utf8: bytes | None = None) -> tuple[str | None, str | None]:
         limit = self.timeout > 0
         try:
             if limit:
                 self._deadline.arm(self.timeout)
             try:
-                text = self.extract(page, url)
+                text = self.extract(page, url) if utf8 is None or not self.takes_utf8 else self.extract(page, url, utf8)
             finally:
                 if limit:
                     self._deadline.disarm()

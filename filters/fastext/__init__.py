@@ -44,10 +44,12 @@ class FastExtract(HtmlExtractor):
         self._threshold = self._model.threshold if self.threshold is None else self.threshold
         self.extract(_WARMUP, None)  # numpy's first calls and the regex caches: not on a real page's time limit
 
-    def extract(self, html: str, url: str | None) -> str | None:
+    takes_utf8: ClassVar[bool] = True
+
+    def extract(self, html: str, url: str | None, utf8: bytes | None = None) -> str | None:
         if "<" not in html[:4096]:
             return _FAILED  # no markup where a page starts: not HTML (a binary or plain-text payload)
-        root = parse(html)
+        root = parse(html, utf8)
         if root is None:
             return _FAILED
         blocks = segment(root)

@@ -355,8 +355,9 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _local = threading.local()
 
 
-def parse(page: str) -> etree._Element | None:
-    """The lxml tree of a page (str), or None when libxml2 finds no document in it."""
+def parse(page: str, utf8: bytes | None = None) -> etree._Element | None:
+    """The lxml tree of a page (str), or None when libxml2 finds no document in it. `utf8`: the page's UTF-8
+    encoding where the caller has it (the payload as fetched), which spares encoding it again."""
     parser = getattr(_local, "parser", None)
     if parser is None:
         # libxml2 parser objects must not be shared between threads; one per thread. Comments and processing
@@ -371,7 +372,7 @@ def parse(page: str) -> etree._Element | None:
             no_network=True,
             huge_tree=True,
         )
-    data = page.encode("utf-8", "surrogatepass")
+    data = utf8 if utf8 is not None else page.encode("utf-8", "surrogatepass")
     if not data.strip():
         return None
     try:
