@@ -28,6 +28,13 @@ from lxml import etree
 import filters.fastext.blocks as B
 
 
+# the attributes blocks._element_bits reads, in its arguments' order after the tag
+cdef enum:
+    N_ATTRS = 7
+cdef const char* ATTRS[N_ATTRS]
+ATTRS[:] = [b"class", b"id", b"role", b"itemprop", b"style", b"aria-hidden", b"hidden"]
+
+
 cdef inline bint _is_text(tree.xmlNode* n) noexcept nogil:
     return n.type == tree.XML_TEXT_NODE or n.type == tree.XML_CDATA_SECTION_NODE
 
@@ -164,6 +171,14 @@ cdef dict _links(tree.xmlNode* top, _Names names, frozenset block_tags):
         n = n.next
 
 
+cdef void* _grown(void* p, Py_ssize_t n, size_t size) except NULL:
+    """p reallocated to n items of `size` bytes (MemoryError if it cannot be)."""
+    cdef void* q = realloc(p, n * size)
+    if q == NULL:
+        raise MemoryError()
+    return q
+
+
 cdef inline tree.xmlNode* _first_element(tree.xmlNode* n) noexcept nogil:
     while n != NULL and n.type != tree.XML_ELEMENT_NODE:
         n = n.next
@@ -207,14 +222,8 @@ cdef class _Walk:
         cdef Py_ssize_t cap
         if self.depth == self.cap:
             cap = self.cap * 2 + 64
-            p = <tree.xmlNode**>realloc(self.path, cap * sizeof(tree.xmlNode*))
-            if p == NULL:
-                raise MemoryError()
-            self.path = p
-            q = <int*>realloc(self.path_cont, cap * sizeof(int))
-            if q == NULL:
-                raise MemoryError()
-            self.path_cont = q
+            self.path = <tree.xmlNode**>_grown(self.path, cap, sizeof(tree.xmlNode*))
+            self.path_cont = <int*>_grown(self.path_cont, cap, sizeof(int))
             self.cap = cap
         self.path[self.depth] = e
         self.path_cont[self.depth] = -1
@@ -235,8 +244,7 @@ cdef class _Walk:
         cdef int i, j
         cdef tree.xmlNode* e
         cdef tree.xmlAttr* a
-        cdef Py_ssize_t n_attrib
-        cdef const char* name
+        cdef Py_ssize_t n_attrib, m, q
         while k >= 0 and self.path_cont[k] < 0:
             k -= 1
         i = self.path_cont[k] if k >= 0 else -1
@@ -247,37 +255,20 @@ cdef class _Walk:
             e = self.path[m]
             tag = self.names.tag(e)
             n_attrib = 0
-            cls = id_ = role = itemprop = style = aria_hidden = hidden = None
+            values = [None] * N_ATTRS
             a = e.properties
             while a != NULL:
                 if a.type == tree.XML_ATTRIBUTE_NODE:
                     n_attrib += 1
                     if a.ns == NULL:
-                        name = <const char*>a.name
-                        if strcmp(name, "class") == 0:
-                            if cls is None:
-                                cls = _attr_value(a)
-                        elif strcmp(name, "id") == 0:
-                            if id_ is None:
-                                id_ = _attr_value(a)
-                        elif strcmp(name, "role") == 0:
-                            if role is None:
-                                role = _attr_value(a)
-                        elif strcmp(name, "itemprop") == 0:
-                            if itemprop is None:
-                                itemprop = _attr_value(a)
-                        elif strcmp(name, "style") == 0:
-                            if style is None:
-                                style = _attr_value(a)
-                        elif strcmp(name, "aria-hidden") == 0:
-                            if aria_hidden is None:
-                                aria_hidden = _attr_value(a)
-                        elif strcmp(name, "hidden") == 0:
-                            if hidden is None:
-                                hidden = _attr_value(a)
+                        for q in range(N_ATTRS):
+                            if strcmp(<const char*>a.name, ATTRS[q]) == 0:
+                                if values[q] is None:  # the first of a name, as lxml's get() finds it
+                                    values[q] = _attr_value(a)
+                                break
                 a = a.next
             if n_attrib:
-                key = (tag, cls, id_, role, itemprop, style, aria_hidden, hidden)
+                key = (tag, values[0], values[1], values[2], values[3], values[4], values[5], values[6])
                 cached = attr_cache.get(key)
                 if cached is None:
                     cached = attr_cache[key] = B._element_bits(*key)
@@ -310,14 +301,8 @@ cdef class _Walk:
         cdef Py_ssize_t cap
         if self.n_c == self.c_cap:
             cap = self.c_cap * 2 + 64
-            p = <tree.xmlNode**>realloc(self.c_node, cap * sizeof(tree.xmlNode*))
-            if p == NULL:
-                raise MemoryError()
-            self.c_node = p
-            q = <unsigned char*>realloc(self.c_flags, cap)
-            if q == NULL:
-                raise MemoryError()
-            self.c_flags = q
+            self.c_node = <tree.xmlNode**>_grown(self.c_node, cap, sizeof(tree.xmlNode*))
+            self.c_flags = <unsigned char*>_grown(self.c_flags, cap, 1)
             self.c_cap = cap
         self.c_node[self.n_c] = e
         self.c_flags[self.n_c] = flags
@@ -328,10 +313,7 @@ cdef class _Walk:
         cdef Py_ssize_t cap
         if self.n_open == self.open_cap:
             cap = self.open_cap * 2 + 64
-            p = <int*>realloc(self.open_, cap * sizeof(int))
-            if p == NULL:
-                raise MemoryError()
-            self.open_ = p
+            self.open_ = <int*>_grown(self.open_, cap, sizeof(int))
             self.open_cap = cap
         self.open_[self.n_open] = j
         self.n_open += 1
