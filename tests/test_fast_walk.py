@@ -108,3 +108,19 @@ def test_the_walks_agree_on_corpus_pages(corpus, monkeypatch):
         if fast != slow:
             differ.append(p.id)
     assert differ == []
+
+
+def test_without_the_compiled_walk_the_stage_says_so_and_extracts_the_same(monkeypatch, caplog):
+    import filters.fastext as fastext
+    from filters.fastext import FastExtract
+
+    page = PAGES["article"]
+    with_c = FastExtract(timeout=0)
+    with_c.setup()
+    monkeypatch.setattr(blocks, "_compiled", None)
+    monkeypatch.setattr(fastext, "_told", False)
+    with caplog.at_level("WARNING", logger="curate.fast_extract"):
+        without = FastExtract(timeout=0)
+        without.setup()
+    assert "compiled walk" in caplog.text and "pip install -e ." in caplog.text
+    assert without.extract(page, None) == with_c.extract(page, None) and "Stadtrat" in without.extract(page, None)

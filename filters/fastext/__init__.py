@@ -11,14 +11,19 @@ on trafilatura's own output elsewhere; the other half is what the benchmarks rep
 
 from __future__ import annotations
 
+import logging
 from typing import ClassVar
 
 import numpy as np
 
 from curate.errors import ConfigError
 from filters.extraction import _FAILED, _WARMUP, HtmlExtractor
+from filters.fastext import blocks
 from filters.fastext.blocks import context, features, parse, render, segment
 from filters.fastext.model import Model, load_model
+
+log = logging.getLogger("curate.fast_extract")
+_told = False
 
 
 class FastExtract(HtmlExtractor):
@@ -39,7 +44,14 @@ class FastExtract(HtmlExtractor):
             raise ConfigError(f"fast_extract: threshold must be between 0 and 1, not {self.threshold}")
 
     def setup(self) -> None:
+        global _told
         super().setup()
+        if blocks._compiled is None and not _told:
+            _told = True
+            log.warning(
+                "fast_extract: its compiled walk (filters/fastext/_walk.pyx) is not built; the Python walk runs "
+                "instead (the same text, slower). Build it: pip install -e . (needs a C compiler)"
+            )
         self._model: Model = load_model(self.model)
         self._threshold = self._model.threshold if self.threshold is None else self.threshold
         self.extract(_WARMUP, None)  # numpy's first calls and the regex caches: not on a real page's time limit
