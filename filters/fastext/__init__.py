@@ -18,7 +18,7 @@ import numpy as np
 
 from curate.errors import ConfigError
 from filters.extraction import _FAILED, _WARMUP, HtmlExtractor
-from filters.fastext import blocks
+from filters.fastext import blocks as _blocks
 from filters.fastext.blocks import context, features, parse, render, segment
 from filters.fastext.model import Model, load_model
 
@@ -46,7 +46,7 @@ class FastExtract(HtmlExtractor):
     def setup(self) -> None:
         global _told
         super().setup()
-        if blocks._compiled is None and not _told:
+        if _blocks._compiled is None and not _told:
             _told = True
             log.warning(
                 "fast_extract: its compiled walk (filters/fastext/_walk.pyx) is not built; the Python walk runs "
