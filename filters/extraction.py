@@ -259,7 +259,7 @@ class HtmlExtractor(Mapper):
             if isinstance(html, bytes):
                 page, how = decode_html(html, charsets[i])
                 self.count(f"charset_{how}")
-                if how == "utf8":
+                if how == "utf8" and self.takes_utf8:
                     utf8 = html  # the page's UTF-8 bytes: an engine that parses bytes need not encode it again
             else:
                 page = html
@@ -278,7 +278,7 @@ class HtmlExtractor(Mapper):
             if limit:
                 self._deadline.arm(self.timeout)
             try:
-                text = self.extract(page, url) if utf8 is None or not self.takes_utf8 else self.extract(page, url, utf8)
+                text = self.extract(page, url) if utf8 is None else self.extract(page, url, utf8)
             finally:
                 if limit:
                     self._deadline.disarm()

@@ -32,6 +32,7 @@ class FastExtract(HtmlExtractor):
     (`extraction_failed`, `extraction_timeout`, `empty_text`) as the `trafilatura` stage; needs lxml and numpy only."""
 
     name: ClassVar[str] = "fast_extract"
+    takes_utf8: ClassVar[bool] = True  # parse() takes the payload's bytes
 
     # Keep blocks whose probability of being main text is at least this; null: the model's own (tuned by
     # cross-validation on the tuning sites). Lower keeps more text (recall), higher less (precision).
@@ -55,8 +56,6 @@ class FastExtract(HtmlExtractor):
         self._model: Model = load_model(self.model)
         self._threshold = self._model.threshold if self.threshold is None else self.threshold
         self.extract(_WARMUP, None)  # numpy's first calls and the regex caches: not on a real page's time limit
-
-    takes_utf8: ClassVar[bool] = True
 
     def extract(self, html: str, url: str | None, utf8: bytes | None = None) -> str | None:
         if "<" not in html[:4096]:

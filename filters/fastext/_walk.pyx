@@ -10,7 +10,8 @@ What it must match, and how:
   the root element down to the current element is a stack, and the indexed part of it is always a prefix of it;
 - attributes: the first attribute of that name in no namespace (lxml's get, libxml2's xmlGetNsProp), its text
   children concatenated;
-- everything else (the bits of an element, the text clean-up, the colspans) calls the Python code of blocks.py.
+- everything else (an element's bits, the text clean-up, the colspans) calls the Python code of blocks.py
+  that _walk calls too (_own_bits, _run_text, _span).
 
 A page with a node _walk would see differently (a comment, a processing instruction, an entity reference, an
 element in a namespace) is left to _walk: walk() returns None before it changes the tree. libxml2's HTML parser, as
@@ -64,13 +65,21 @@ cdef object _run(tree.xmlNode* n, bint keep_blank):
         m = m.next
     if count == 0 or (blank and not keep_blank):
         return None
-    if count == 1:
-        if n.content == NULL:
-            return ""
-        return PyUnicode_DecodeUTF8(<const char*>n.content, strlen(<const char*>n.content), NULL)
+    return _joined(n, True)
+
+
+cdef inline object _utf8(const tree.xmlChar* s):
+    return "" if s == NULL else PyUnicode_DecodeUTF8(<const char*>s, strlen(<const char*>s), NULL)
+
+
+cdef object _joined(tree.xmlNode* n, bint text_only):
+    """The contents of n and of the nodes after it (while they are text nodes, if text_only), concatenated."""
+    cdef tree.xmlNode* m = n.next
+    if m == NULL or (text_only and not _is_text(m)):  # one node: the common case, no copy
+        return _utf8(n.content)
     parts = bytearray()
     m = n
-    while m != NULL and _is_text(m):
+    while m != NULL and (not text_only or _is_text(m)):
         if m.content != NULL:
             parts += (<const char*>m.content)[:strlen(<const char*>m.content)]
         m = m.next
@@ -78,17 +87,8 @@ cdef object _run(tree.xmlNode* n, bint keep_blank):
 
 
 cdef object _attr_value(tree.xmlAttr* a):
-    cdef tree.xmlNode* c = a.children
-    if c == NULL:
-        return ""
-    if c.next == NULL and c.content != NULL:
-        return PyUnicode_DecodeUTF8(<const char*>c.content, strlen(<const char*>c.content), NULL)
-    parts = bytearray()
-    while c != NULL:
-        if c.content != NULL:
-            parts += (<const char*>c.content)[:strlen(<const char*>c.content)]
-        c = c.next
-    return parts.decode("utf-8")
+    """An attribute's value: its children's text, concatenated (lxml: xmlGetNsProp)."""
+    return "" if a.children == NULL else _joined(a.children, False)
 
 
 cdef object _get(tree.xmlNode* e, const char* name):
@@ -99,25 +99,6 @@ cdef object _get(tree.xmlNode* e, const char* name):
             return _attr_value(a)
         a = a.next
     return None
-
-
-cdef bint _plain_tree(tree.xmlNode* top) noexcept nogil:
-    """Every node under top (and top) is an element in no namespace or a text node."""
-    cdef tree.xmlNode* n = top
-    while True:
-        if n.type == tree.XML_ELEMENT_NODE:
-            if n.ns != NULL:
-                return False
-            if n.children != NULL:
-                n = n.children
-                continue
-        elif not _is_text(n):
-            return False
-        while n != top and n.next == NULL:
-            n = n.parent
-        if n == top:
-            return True
-        n = n.next
 
 
 cdef class _Names:
@@ -131,8 +112,7 @@ cdef class _Names:
         key = <size_t>e.name
         t = self.by_ptr.get(key)
         if t is None:
-            t = PyUnicode_DecodeUTF8(<const char*>e.name, strlen(<const char*>e.name), NULL)
-            self.by_ptr[key] = t
+            t = self.by_ptr[key] = _utf8(e.name)
         return t
 
 
@@ -140,14 +120,20 @@ cdef inline bint _named(tree.xmlNode* e, const char* name) noexcept nogil:
     return e.type == tree.XML_ELEMENT_NODE and strcmp(<const char*>e.name, name) == 0
 
 
-cdef dict _links(tree.xmlNode* top, _Names names, frozenset block_tags):
+cdef object _links(tree.xmlNode* top, _Names names, frozenset block_tags):
     """_walk's link_of, keyed by node address: for each <a> under top, its text's characters and a count, added
-    to its nearest ancestor that is a block element."""
+    to its nearest ancestor that is a block element. None where a node under top (or top) is other than an element
+    in no namespace or a text node: that page is _walk's."""
     cdef dict out = {}
     cdef tree.xmlNode* n = top
     cdef tree.xmlNode* up
     while True:
-        if n.type == tree.XML_ELEMENT_NODE:
+        if n.type != tree.XML_ELEMENT_NODE:
+            if not _is_text(n):
+                return None
+        elif n.ns != NULL:
+            return None
+        else:
             if _named(n, "a"):
                 text = _run(n.children, True)
                 chars = len(text.strip()) if text else 0
@@ -250,7 +236,7 @@ cdef class _Walk:
         i = self.path_cont[k] if k >= 0 else -1
         self.close_to(i)
         start = len(self.texts)
-        attr_cache = B._ATTR_CACHE
+        own_bits = B._own_bits
         for m in range(k + 1, at + 1):
             e = self.path[m]
             tag = self.names.tag(e)
@@ -269,17 +255,9 @@ cdef class _Walk:
                 a = a.next
             if n_attrib:
                 key = (tag, values[0], values[1], values[2], values[3], values[4], values[5], values[6])
-                cached = attr_cache.get(key)
-                if cached is None:
-                    cached = attr_cache[key] = B._element_bits(*key)
-                    if len(attr_cache) > 200_000:
-                        attr_cache.clear()
-                bits, cand = cached
             else:
-                bits = B._TAG_BIT.get(tag, 0)
-                cand = B._CAND_TAG_ONLY.get(tag, 0)
-            if tag not in B.BLOCK_TAGS:
-                bits |= B._vocab_mask(tag.lower())
+                key = (tag,)
+            bits, cand = own_bits(key)
             if cand:
                 cand &= ~self.seen_cands
                 self.seen_cands |= cand
@@ -334,17 +312,7 @@ cdef class _Walk:
         flags = self.c_flags[owner]
         if flags & 1:
             return 0  # not shown by a browser
-        brk = B.BREAK
-        if flags & 2:
-            text = run.replace(brk, "\n").strip("\n")
-        elif brk in run:  # a newline in the source is a space; a <br> is a line break
-            lines = []
-            for line in run.split(brk):
-                if line and not line.isspace():
-                    lines.append(" ".join(line.split()))
-            text = "\n".join(lines)
-        else:
-            text = " ".join(run.split())
+        text = B._run_text(run, flags & 2)
         if text:
             self.texts.append(text)
             self.owners.append(owner)
@@ -360,10 +328,12 @@ def walk(body):
     cdef tree.xmlNode* c
     cdef _Walk w
     cdef Py_ssize_t j
-    if top == NULL or not _plain_tree(top):
+    if top == NULL:
         return None
     w = _Walk()
     links = _links(top, w.names, B.BLOCK_TAGS)
+    if links is None:
+        return None
     etree.strip_tags(body, "a", "br", "hr")
     # the path starts at the root element: the ancestors of body first (getparent() stops at the document)
     ancestors = []

@@ -7,10 +7,10 @@ more, as bits), the size, link density and punctuation of the containers around 
 lies in the first element that each step of trafilatura's main-content cascade (BODY_XPATH) would select.
 
 Where the time goes, and why it is little: libxml2 parses; lxml's C functions drop non-content subtrees and merge
-inline markup (strip_elements, strip_tags), so that every text node left is one block; one compiled XPath lists
-those text nodes; Python then touches each text node once and each element above a text node once (ancestor bits
-are memoised, empty subtrees are never visited, nothing recurses, so nesting depth costs nothing); container totals
-come from prefix sums (a container's blocks are a contiguous run in document order) in numpy.
+inline markup (strip_elements, strip_tags), so that every text node left is one block; one walk in document order
+(compiled: _walk.pyx, over libxml2's nodes; in Python, _walk, where it is not built) touches each text node once and
+each element above a text node once (ancestor bits are memoised, nothing recurses, so nesting depth costs nothing);
+container totals come from prefix sums (a container's blocks are a contiguous run in document order) in numpy.
 """
 
 from __future__ import annotations
@@ -345,6 +345,34 @@ def _vocab_mask(key: str) -> int:
     return mask
 
 
+def _own_bits(key: tuple) -> tuple[int, int]:
+    """(bits, candidate bits) of an element, cached: key is (tag, class, id, role, itemprop, style, aria-hidden,
+    hidden), or (tag,) for an element without attributes. Both walks (_walk and _walk.pyx) read bits through it."""
+    cached = _ATTR_CACHE.get(key)
+    if cached is None:
+        tag = key[0]
+        if len(key) > 1:
+            bits, cand = _element_bits(*key)
+        else:
+            bits, cand = _TAG_BIT.get(tag, 0), _CAND_TAG_ONLY.get(tag, 0)
+        if tag not in BLOCK_TAGS and type(tag) is str:  # a custom element's name reads like a class name
+            bits |= _vocab_mask(tag.lower())
+        if len(_ATTR_CACHE) > 200_000:
+            _ATTR_CACHE.clear()
+        cached = _ATTR_CACHE[key] = (bits, cand)
+    return cached
+
+
+def _run_text(run: str, pre: bool) -> str:
+    """A text node's run as block text: verbatim inside <pre> (a <br> a newline); elsewhere a newline in the source
+    is a space and a <br> a line break. Both walks cut their runs through it."""
+    if pre:
+        return run.replace(BREAK, "\n").strip("\n")
+    if BREAK in run:
+        return "\n".join(" ".join(line.split()) for line in run.split(BREAK) if line and not line.isspace())
+    return " ".join(run.split())
+
+
 # <br> in the text until blocks are cut: a private-use character, since a newline in the source is only a space
 BREAK = "\ue000"
 _XPATH_SPACE = " \t\r\n"
@@ -439,7 +467,7 @@ def segment(root: etree._Element) -> Blocks:
 
 def _walk(body: etree._Element) -> tuple:
     """The blocks' texts and owners and the containers (see _assemble), in Python: what filters/fastext/_walk.pyx
-    computes in C over libxml2's nodes (tests/test_fast_extract.py checks that the two agree)."""
+    computes in C over libxml2's nodes (tests/test_fast_walk.py checks that the two agree)."""
     link_of: dict[etree._Element, list[int]] = {}
     for a in body.iter("a"):
         text = a.text
@@ -468,7 +496,6 @@ def _walk(body: etree._Element) -> tuple:
     c_hi: list[int] = []
     open_: list[int] = []  # the containers from the root down to the last block's owner
     seen_cands = 0
-    attr_cache = _ATTR_CACHE
     texts: list[str] = []
     owners: list[int] = []
 
@@ -502,17 +529,9 @@ def _walk(body: etree._Element) -> tuple:
                            e.get("hidden"))  # fmt: skip
                 else:  # class and id only: the common case, two lookups instead of seven
                     key = (tag, cls, id_, None, None, None, None, None)
-                cached = attr_cache.get(key)
-                if cached is None:
-                    cached = attr_cache[key] = _element_bits(*key)
-                    if len(attr_cache) > 200_000:
-                        attr_cache.clear()
-                bits, cand = cached
             else:
-                bits = _TAG_BIT.get(tag, 0)
-                cand = _CAND_TAG_ONLY.get(tag, 0)
-            if tag not in BLOCK_TAGS and type(tag) is str:
-                bits |= _vocab_mask(tag.lower())
+                key = (tag,)
+            bits, cand = _own_bits(key)
             if cand:
                 cand &= ~seen_cands
                 seen_cands |= cand
@@ -549,13 +568,7 @@ def _walk(body: etree._Element) -> tuple:
         cum = c_cum[owner]
         if cum & _HIDDEN_BIT:
             continue  # what a browser does not show (trafilatura drops it too: OVERALL_DISCARD_XPATH)
-        tag = c_tag[owner]
-        if tag == "pre" or cum & _PRE_BIT:
-            text = run.replace(BREAK, "\n").strip("\n")
-        elif BREAK in run:  # a newline in the source is a space; a <br> is a line break
-            text = "\n".join(" ".join(line.split()) for line in run.split(BREAK) if line and not line.isspace())
-        else:
-            text = " ".join(run.split())
+        text = _run_text(run, c_tag[owner] == "pre" or bool(cum & _PRE_BIT))
         if text:
             texts.append(text)
             owners.append(owner)
@@ -1007,7 +1020,5 @@ def context_names() -> list[str]:
 # built, and on any page with a node the C walk leaves to it (a comment, an entity, a namespace).
 try:
     from filters.fastext import _walk as _compiled
-except ImportError:
-    _compiled = None
-except ValueError:  # built against an lxml whose element type has another size (Cython's check on import)
+except (ImportError, ValueError):  # ValueError: built against an lxml whose element type has another size
     _compiled = None
