@@ -11,11 +11,39 @@ The Python API for custom stages:
 
 from __future__ import annotations
 
-from curate.doc import Doc
-from curate.errors import ConfigError, CurateError, InputError, MissingDependency, StageError
-from curate.stage import Filter, GlobalStage, GroupFilter, Mapper, Stage, StageResult, filter, mapper
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from curate.doc import Doc
+    from curate.errors import ConfigError, CurateError, InputError, MissingDependency, StageError
+    from curate.stage import Filter, GlobalStage, GroupFilter, Mapper, Stage, StageResult, filter, mapper
 
 __version__ = "0.1.0"
+
+# The API's names load on first use: importing a submodule (the Ray ledger actor's curate.ledger, the CLI's
+# argument parser) runs this file first, and the stage API pulls in pyarrow and numpy.
+_LAZY = {
+    "Doc": "curate.doc",
+    **dict.fromkeys(("ConfigError", "CurateError", "InputError", "MissingDependency", "StageError"), "curate.errors"),
+    **dict.fromkeys(
+        ("Filter", "GlobalStage", "GroupFilter", "Mapper", "Stage", "StageResult", "filter", "mapper"), "curate.stage"
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'curate' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "ConfigError",

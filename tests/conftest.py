@@ -13,17 +13,15 @@ CORPUS = Path(os.environ.get("CURATE_CORPUS", REPO.parent / "shared" / "corpus")
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """One local Ray for the whole session (num_cpus=2, no dashboard), shut down at the end."""
+    """One local Ray for the whole session (num_cpus=2), shut down at the end: the embedded instance a `curate run`
+    starts (curate.engine.ray.ensure_ray), so the Ray tests run what a user gets by default."""
     ray = pytest.importorskip("ray")
-    import logging
+    from ray.data import DataContext
 
-    if not ray.is_initialized():
-        ray.init(
-            address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True
-        )
-    import ray.data
+    from curate.engine.ray import ensure_ray
 
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    ensure_ray(num_cpus=2)
+    DataContext.get_current().enable_progress_bars = False
     yield ray
     ray.shutdown()
 

@@ -7,8 +7,9 @@ import pytest
 
 import curate
 from curate.config import StageSpec
-from curate.engine.core import Ledger, SegmentRunner
+from curate.engine.core import SegmentRunner
 from curate.errors import StageError
+from curate.ledger import Ledger
 from curate.schema import REASON, STAGE
 
 

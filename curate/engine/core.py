@@ -47,44 +47,12 @@ from curate.stage import Stage, StageResult
 log = logging.getLogger("curate.engine")
 
 
-# -- the ledger: input counts, stage timings and progress --------------------------------------------------------
-
-
-class Ledger:
-    """Counts kept by the driver (local) or an actor (Ray). Input counts are keyed by read unit, so a retried
-    read reports the same figure again instead of adding to it."""
-
-    def __init__(self) -> None:
-        self.units: dict[str, int] = {}
-        self.stages: dict[str, dict[str, Any]] = {}
-        self.errors: dict[str, int] = {}
-
-    def unit_done(self, key: str, docs: int) -> None:
-        self.units[key] = docs
-
-    def stage_batch(
-        self, stage: str, docs_in: int, rejected: dict[str, int], seconds: float, counters: dict[str, int]
-    ) -> None:
-        s = self.stages.setdefault(stage, {"docs_in": 0, "rejected": {}, "seconds": 0.0, "counters": {}})
-        s["docs_in"] += docs_in
-        s["seconds"] += seconds
-        for k, v in rejected.items():
-            s["rejected"][k] = s["rejected"].get(k, 0) + v
-        for k, v in counters.items():
-            s["counters"][k] = s["counters"].get(k, 0) + v
-
-    def add_errors(self, stage: str, n: int) -> int:
-        self.errors[stage] = self.errors.get(stage, 0) + n
-        return sum(self.errors.values())
-
-    def snapshot(self) -> dict[str, Any]:
-        return {"units": dict(self.units), "stages": self.stages, "errors": dict(self.errors)}
-
-
 class Reporter(Protocol):
     def stage_batch(
         self, stage: str, docs_in: int, rejected: dict[str, int], seconds: float, counters: dict
     ) -> None: ...
+
+    def stage_batches(self, figures: list[tuple[str, int, dict[str, int], float, dict[str, int]]]) -> None: ...
 
     def add_errors(self, stage: str, n: int) -> int: ...
 
@@ -137,6 +105,7 @@ class SegmentRunner:
         meta = live.select(list(RESERVED))
         work = live.drop_columns(list(RESERVED))
         figures: dict[str, dict[str, Any]] = {}
+        reports: list[tuple[str, int, dict[str, int], float, dict[str, int]]] = []
         sizes = doc_sizes(work)  # words and bytes per live row, recounted only after a stage that changed text
         for sid, stage in zip(self.ids, self.stages):
             if work.num_rows == 0:
@@ -147,7 +116,7 @@ class SegmentRunner:
             counters = stage.take_counts()
             figures[sid] = {"seconds": seconds, "counters": counters}
             if result.reasons is None:
-                self.reporter.stage_batch(sid, work.num_rows, {}, seconds, counters)
+                reports.append((sid, work.num_rows, {}, seconds, counters))
                 sizes = stage_sizes(figures[sid], sizes, work, result.table, None, result.table)
                 work = result.table
                 continue
@@ -162,11 +131,13 @@ class SegmentRunner:
                 rejected = rejected.append_column(name, rmeta.column(name))
             out.append(rejected)
             tally = pc.value_counts(why).to_pylist()
-            self.reporter.stage_batch(sid, work.num_rows, {d["values"]: d["counts"] for d in tally}, seconds, counters)
+            reports.append((sid, work.num_rows, {d["values"]: d["counts"] for d in tally}, seconds, counters))
             kept = result.table.filter(keep)
             sizes = stage_sizes(figures[sid], sizes, work, result.table, keep, kept)
             work = kept
             meta = meta.filter(keep)
+        if reports:
+            self.reporter.stage_batches(reports)
         for name in RESERVED:
             work = work.append_column(name, meta.column(name))
         out.insert(0, work)

@@ -17,12 +17,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.config import Pipeline
-from curate.engine.core import Ledger, Phase, Segment, SegmentRunner, UnitSkip, read_unit
+from curate.engine import embedded
+from curate.engine.core import Phase, Segment, SegmentRunner, UnitSkip, read_unit
 from curate.engine.globals import GlobalContext, concat, drop_null_keys, join_by, live_only, null_spread_key, run_global
 from curate.io import sink
 from curate.io.base import Reader, ReadUnit, expand_paths
 from curate.io.progress import RunState
 from curate.io.sink import ShardWriter
+from curate.ledger import Ledger
 from curate.schema import REASON, RESERVED, UNIT, conform
 from curate.stage import Stage
 
@@ -49,6 +51,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> str:
         return f"cluster {address}"
     # "local": a fresh embedded instance even if a `ray start` cluster runs on this machine (joining one is explicit)
     ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, **common)
+    embedded.started_here()  # Ray Data without the services of a cluster (see curate.engine.embedded)
     return "local"
 
 
@@ -85,6 +88,9 @@ class RayReporter:
 
     def stage_batch(self, stage: str, docs_in: int, rejected: dict, seconds: float, counters: dict) -> None:
         self.actor.stage_batch.remote(stage, docs_in, rejected, seconds, counters)
+
+    def stage_batches(self, figures: list[tuple[str, int, dict, float, dict]]) -> None:
+        self.actor.stage_batches.remote(figures)
 
     def add_errors(self, stage: str, n: int) -> int:
         import ray
