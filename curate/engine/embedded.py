@@ -7,9 +7,9 @@ Each Ray Data execution starts two actors of its own, each in a worker process o
 - the stats actor, which gathers each operator's metrics for the Ray dashboard and its Prometheus export.
 
 On the instance `ensure_ray` starts itself (one node of a fixed size, started without the dashboard) neither has
-anything to do, and on 2 cores together they took about 4.5 CPU-seconds of a 24-second FineWeb chain (4 of its
-stage CPU, and the map tasks' late start). There, the executor gets a fixed-size cluster instead: the node's own
-resources, known at once. Metrics are not gathered, and a dataset's id is Ray's own fallback (a random uuid).
+anything to do. On 2 cores the two took about 4.5 CPU-seconds of a 24-second FineWeb chain, and the map tasks
+started 2 s late. There, the executor gets a fixed-size cluster instead: the node's own resources, known at once.
+Metrics are not gathered, and a dataset's id is Ray's own fallback (a random uuid).
 Everywhere else (a cluster, `ray start`, a Ray that curate did not start) Ray Data runs as it ships.
 
 These are Ray Data's internals (its `ClusterAutoscaler` interface is a DeveloperAPI; the names it is reached by are
