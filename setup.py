@@ -1,11 +1,17 @@
-"""The one compiled module: filters/fastext/_walk.pyx, fast_extract's walk over libxml2's nodes (Cython, against the
+"""The packages, and the one compiled module.
+
+Packages: curate/ as `curate`, filters/ as `curate_filters` and pipelines/ as `curate_pipelines` (a package-dir
+mapping: the folders keep their names, the import names are curate's own; `filters` and `pipelines` are other
+distributions on PyPI).
+
+The compiled module: filters/extraction/fast/_walk.pyx, fast_extract's walk over libxml2's nodes (Cython, against the
 lxml headers). Everything else is in pyproject.toml.
 
 The build is optional. Where Cython or a C compiler is missing or the build fails, the install goes on with a
 warning and fast_extract runs blocks._walk, the same walk in Python: the same text, about a quarter slower.
 """
 
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 
@@ -32,7 +38,9 @@ def extensions() -> list[Extension]:
     except ImportError as e:
         print(f"warning: fast_extract's compiled walk is not built ({e}); it runs in Python instead")
         return []
-    ext = Extension("filters.fastext._walk", ["filters/fastext/_walk.pyx"], include_dirs=lxml.get_include())
+    ext = Extension(
+        "curate_filters.extraction.fast._walk", ["filters/extraction/fast/_walk.pyx"], include_dirs=lxml.get_include()
+    )
     try:
         return cythonize([ext], compiler_directives={"language_level": 3}, quiet=True)
     except Exception as e:  # noqa: BLE001
@@ -40,4 +48,17 @@ def extensions() -> list[Extension]:
         return []
 
 
-setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})
+PACKAGES = (
+    find_packages(include=["curate", "curate.*"])
+    + ["curate_filters"]
+    + [f"curate_filters.{p}" for p in find_packages("filters")]
+    + ["curate_pipelines"]
+)
+PACKAGE_DIR = {"curate_filters": "filters", "curate_pipelines": "pipelines"}
+
+setup(
+    packages=PACKAGES,
+    package_dir=PACKAGE_DIR,
+    ext_modules=extensions(),
+    cmdclass={"build_ext": OptionalBuildExt},
+)

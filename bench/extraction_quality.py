@@ -6,10 +6,10 @@ Engines (curate's stages, each decoding the page bytes itself):
   trafilatura precision         Trafilatura(favour_precision=True): FineWeb's setting, curate's default
   trafilatura precision fast    the same with fast=True: trafilatura's no-fallback mode (no readability/justext)
   resiliparse                   Resiliparse(main_content=True): DCLM's extractor
-  fast_extract                  FastExtract: curate's block classifier (filters/fastext)
+  fast_extract                  FastExtract: curate's block classifier (filters/extraction/fast)
 --direct adds trafilatura.extract() on the raw bytes, as trafilatura's benchmark calls it.
 
-The numbers that count are on the held-out split (filters.fastext.corpus: sites whose SHA-1 starts with an odd
+The numbers that count are on the held-out split (fast.corpus: sites whose SHA-1 starts with an odd
 byte), which fast_extract was never trained or tuned on; the tuned split and all pages are shown beside them, the
 latter to compare with the published figures (../shared/corpus/html-trafilatura-eval/published_scores_*.rst).
 
@@ -36,9 +36,9 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from filters.extraction import Resiliparse, Trafilatura  # noqa: E402
-from filters.fastext import FastExtract  # noqa: E402
-from filters.fastext.corpus import (  # noqa: E402
+from curate_filters.extraction.extractors import Resiliparse, Trafilatura  # noqa: E402
+from curate_filters.extraction.fast import FastExtract  # noqa: E402
+from curate_filters.extraction.fast.corpus import (  # noqa: E402
     HELD_OUT,
     TUNE,
     Page,

@@ -51,7 +51,7 @@ def curate_in_thread(path: str) -> tuple[int, int, float, float, float]:
 
 
 def _stage(kind: str, timeout: float):
-    from filters.extraction import Resiliparse, Trafilatura
+    from curate_filters.extraction.extractors import Resiliparse, Trafilatura
 
     if kind == "trafilatura":
         return Trafilatura(favour_precision=True, timeout=timeout)
@@ -59,7 +59,7 @@ def _stage(kind: str, timeout: float):
         return Trafilatura(favour_precision=True, fast=True, timeout=timeout)
     if kind == "resiliparse":
         return Resiliparse(timeout=timeout)
-    from filters.fastext import FastExtract
+    from curate_filters.extraction.fast import FastExtract
 
     return FastExtract(timeout=timeout)
 
@@ -208,8 +208,8 @@ def profile(n_pages: int) -> None:
     import trafilatura.core as core
     import trafilatura.main_extractor as me
 
-    from filters.extraction import decode_html
-    from filters.fastext.corpus import trafilatura_eval
+    from curate_filters.extraction.extractors import decode_html
+    from curate_filters.extraction.fast.corpus import trafilatura_eval
 
     pages = [decode_html(p.html)[0] for p in trafilatura_eval()[:n_pages]]
     phases: dict[str, float] = {}
@@ -282,8 +282,8 @@ def _phase_table(ph: dict[str, float], total: float, n: int) -> None:
 def _profile_fast_extract(pages: list[str]) -> None:
     import numpy as np
 
-    from filters.fastext import FastExtract
-    from filters.fastext.blocks import context, features, parse, render, segment
+    from curate_filters.extraction.fast import FastExtract
+    from curate_filters.extraction.fast.blocks import context, features, parse, render, segment
 
     stage = FastExtract(timeout=0)
     stage.setup()
@@ -340,7 +340,7 @@ def main() -> None:
     rows = _available([r.strip() for r in args.rows.split(",") if r.strip()])
     with tempfile.TemporaryDirectory() as tmp:
         if args.warc == "corpus":
-            from filters.fastext.corpus import all_pages, write_warcs
+            from curate_filters.extraction.fast.corpus import all_pages, write_warcs
 
             path = str(write_warcs(all_pages(), Path(tmp), files=1)[0][0])
         elif args.warc:

@@ -19,7 +19,7 @@ the share of the non-extraction stages relative to extraction.
 Without --warc: the sample crawl (sample:crawl?pages=N); --files K makes K of them (seeds 0..K-1). `--warc corpus`
 uses the real WARCs of ../shared/corpus; `--warc corpus-pages` packs every HTML page of ../shared/corpus (trafilatura's
 benchmark, Readability's test pages, the WARCs' HTML responses) into two WARCs, and --agreement then also splits the
-kept-URL Jaccard by the fast_extract tuning split (filters.fastext.corpus). With --workers N > 1, curate runs on its
+kept-URL Jaccard by the fast_extract tuning split (fast.corpus). With --workers N > 1, curate runs on its
 Ray runner (an embedded Ray with N CPUs, its start-up included in the time) and datatrove's LocalPipelineExecutor
 runs one task per file on N workers; docs/s per core is then documents / wall time / N for both.
 """
@@ -190,7 +190,7 @@ def _folder(warcs: list[str], pages: int, tmp: str, files: int = 1) -> str:
 
         warcs = [materialize(f"sample:crawl?pages={pages}&seed={i}") for i in range(files)]
     if warcs == ["corpus-pages"]:
-        from filters.fastext.corpus import all_pages, write_warcs
+        from curate_filters.extraction.fast.corpus import all_pages, write_warcs
 
         paths, by_url = write_warcs(all_pages(), Path(tmp, "packed"), files=2)
         Path(tmp, "splits.json").write_text(json.dumps({u: p.split for u, p in by_url.items()}))

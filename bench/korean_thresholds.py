@@ -36,9 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from curate.text import kiwi_available, stop_words, tokenizer  # noqa: E402
-from filters._common import PUNCTUATION_SET, TERMINAL_PUNCTUATION  # noqa: E402
-from filters.gopher import STOP_WORDS, _NGrams  # noqa: E402
-from filters.langid import default_model_path, load_fasttext  # noqa: E402
+from curate_filters.annotation.langid import default_model_path, load_fasttext  # noqa: E402
+from curate_filters.heuristics.common import PUNCTUATION_SET, TERMINAL_PUNCTUATION  # noqa: E402
+from curate_filters.heuristics.gopher import STOP_WORDS, _NGrams  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus"
 SENTENCES = CORPUS / "langid-lingua-testdata" / "language-testdata" / "sentences"

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpus_docs import CORPUS  # noqa: E402
 
-from filters.langid import FastTextLangID, _label_key  # noqa: E402
+from curate_filters.annotation.langid import FastTextLangID, _label_key  # noqa: E402
 
 NAMES = {
     "af": "Afrikaans", "sq": "Albanian", "ar": "Arabic", "hy": "Armenian", "az": "Azerbaijani", "eu": "Basque",

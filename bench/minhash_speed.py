@@ -41,8 +41,8 @@ sys.path.insert(0, str(HERE))
 
 from minhash_data import gutenberg_docs, web_docs  # noqa: E402
 
-from curate.dedup import minhash_math as mm  # noqa: E402
 from curate.text import clear_caches, simplify_text, tokenizer  # noqa: E402
+from curate_filters.dedup import minhash_math as mm  # noqa: E402
 
 
 def _best(fn, rounds: int) -> tuple[float, object]:

@@ -26,11 +26,11 @@ from corpus_docs import extracted_docs  # noqa: E402
 
 from curate.stage import Stage  # noqa: E402
 from curate.text import clear_caches  # noqa: E402
-from filters.c4 import BADWORDS_DIR, C4BadWords, C4Quality  # noqa: E402
-from filters.fineweb import FineWebQuality  # noqa: E402
-from filters.gopher import DATATROVE_QUALITY_REASONS, GopherQuality, GopherRepetition  # noqa: E402
-from filters.langid import FastTextLangID, default_model_path  # noqa: E402
-from filters.pii import PII  # noqa: E402
+from curate_filters.annotation.langid import FastTextLangID, default_model_path  # noqa: E402
+from curate_filters.annotation.pii import PII  # noqa: E402
+from curate_filters.heuristics.c4 import BADWORDS_DIR, C4BadWords, C4Quality  # noqa: E402
+from curate_filters.heuristics.fineweb import FineWebQuality  # noqa: E402
+from curate_filters.heuristics.gopher import DATATROVE_QUALITY_REASONS, GopherQuality, GopherRepetition  # noqa: E402
 
 BATCH = 1000
 # Our reason -> datatrove's, where the names differ (None: datatrove gives no reason).

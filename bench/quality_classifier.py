@@ -110,7 +110,7 @@ def english(rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """The English documents, as FineWeb's language filter keeps them (fasttext_langid, en above 0.65)."""
     import pyarrow as pa
 
-    from filters.langid import FastTextLangID
+    from curate_filters.annotation.langid import FastTextLangID
 
     lid = FastTextLangID(languages=["en"], language_threshold=0.65)
     lid.setup()

@@ -43,9 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpus_docs import CACHE, extracted_docs  # noqa: E402
 
-from curate.classifier import prepare_text  # noqa: E402
 from curate.cli import main as curate  # noqa: E402
-from filters.quality import QualityScore  # noqa: E402
+from curate_filters.quality.classifier import prepare_text  # noqa: E402
+from curate_filters.quality.score import QualityScore  # noqa: E402
 
 
 def dclm_score(model, content: str) -> float:
@@ -170,7 +170,7 @@ def main() -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
     ppl_texts = texts[: args.ppl_docs]
-    from filters.perplexity import Perplexity
+    from curate_filters.quality.perplexity import Perplexity
 
     lm = Perplexity(model=language_model(args.lm, base), device="cpu", threads=1, max_tokens=512)
     lm.setup()

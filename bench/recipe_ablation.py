@@ -4,7 +4,7 @@ through each recipe, then `curate ablate` over 3 seeds, scored on a Gutenberg bo
     python bench/recipe_ablation.py [--out DIR] [--max-steps 50] [--seeds 0,1,2] [--runner local]
 
 1. Input (OUT/input/): every loose HTML page of the corpus (trafilatura's 990-page benchmark and Readability's 130
-   test pages) packed into one WARC by the packer of bench/extraction_speed.py (`filters.fastext.corpus`), next to the
+   test pages) packed into one WARC by the packer of bench/extraction_speed.py (`fast.corpus`), next to the
    corpus's own WARCs and the two 2008 ARCs. The copycat folder also holds WARC conversions of those ARCs (the same
    133 captures): they are left out so that no page is in the input twice. WAT and WET files are metadata and text
    derived from the WARCs beside them, also left out.
@@ -42,7 +42,7 @@ MIN_DOCS = 20  # an arm with fewer kept documents cannot fill a validation split
 
 def pack_input(folder: Path) -> list[Path]:
     """OUT/input/: the loose HTML pages packed into one WARC, and links to the corpus WARCs and ARCs."""
-    from filters.fastext.corpus import readability_pages, trafilatura_eval, write_warcs
+    from curate_filters.extraction.fast.corpus import readability_pages, trafilatura_eval, write_warcs
 
     folder.mkdir(parents=True, exist_ok=True)
     packed = folder / "corpus-pages-0.warc.gz"

@@ -4,7 +4,7 @@ each side keeps, and at which stage the two part ways.
     python bench/recipe_parity.py [--show 3] [--work DIR] [--timeout 1.0]
 
 The WARC: every HTML page of ../shared/corpus (trafilatura's 990-page benchmark, Readability's test pages, the
-corpus WARCs' HTML responses) packed into one WARC by the packer of filters/fastext/corpus.py (the one
+corpus WARCs' HTML responses) packed into one WARC by the packer of filters/extraction/fast/corpus.py (the one
 bench/extraction_speed.py --warc corpus uses).
 
 curate: the stages of pipelines/fineweb.yaml up to `fineweb` (the kept set before `dedup` and `pii`), read from the
@@ -44,7 +44,7 @@ KEPT = "kept"
 
 def pack(folder: Path) -> Path:
     """One WARC holding every HTML page of the corpus (the packer bench/extraction_speed.py --warc corpus uses)."""
-    from filters.fastext.corpus import all_pages, write_warcs
+    from curate_filters.extraction.fast.corpus import all_pages, write_warcs
 
     paths, _ = write_warcs(all_pages(), folder, files=1)
     return paths[0]
@@ -219,7 +219,7 @@ def report(cur: dict[str, Any], dt: dict[str, Any], show: int) -> None:
             print(f"        {u[:90]}  curate: {a[u][1]}  datatrove: {b[u][1]}")
     from parity_datatrove import REASONS
 
-    # url_filter's reasons and datatrove's URLFilter's (filters/url_filter.py); a timeout is an empty text there
+    # url_filter's reasons and datatrove's URLFilter's (url_filter.py); a timeout is an empty text there
     renamed = {**REASONS, "blocklisted_domain": "domain", "blocklisted_url": "url", "banned_word": "hard_blacklisted",
                "soft_banned_words": "soft_blacklisted", "banned_subword": "blacklisted_subword",
                "extraction_timeout": "empty_text"}  # fmt: skip

@@ -6,7 +6,7 @@ import pytest
 from stage_util import apply, counters, reason
 
 from curate.errors import StageError
-from filters.c4 import C4BadWords, C4Quality, badwords_regex
+from curate_filters.heuristics.c4 import C4BadWords, C4Quality, badwords_regex
 
 SENTENCES = [
     "The river flooded the lower fields after three days of rain.",

@@ -12,7 +12,7 @@ from helpers import USER_FILTERS, read_ids, write_docs, write_pipeline
 
 from curate import config, engine
 from curate.errors import ConfigError, ConservationError, OutputError
-from curate.io import sink
+from curate.run import sink
 
 PIPE = """
 name: t
@@ -181,8 +181,10 @@ def test_progress_line_reports_each_stage(workdir):
     p = config.load("p.yaml")
     snapshot = {
         "units": {"a.parquet": 40},
-        "stages": {"lorem": {"docs_in": 40, "rejected": {"lorem_ipsum": 6}, "seconds": 0.5, "counters": {}},
-                   "dedup": {"docs_in": 0, "rejected": {}, "seconds": 2.0, "counters": {}}},
+        "stages": {
+            "lorem": {"docs_in": 40, "rejected": {"lorem_ipsum": 6}, "seconds": 0.5, "counters": {}},
+            "dedup": {"docs_in": 0, "rejected": {}, "seconds": 2.0, "counters": {}},
+        },
     }
     line = progress_line(snapshot, p, 2, 12.3)
     assert line.startswith("progress 12s | inputs 1/2 read")
@@ -190,7 +192,7 @@ def test_progress_line_reports_each_stage(workdir):
 
 
 def test_stateful_stages_run_in_actors_or_fused_into_tasks(workdir):
-    from curate.engine.core import plan_segments
+    from curate.engine.segment import plan_segments
 
     p = config.load("p.yaml")
     p.stages[1].cls.setup = lambda self: None  # pretend count_words loads a model
@@ -221,12 +223,15 @@ def test_records_that_are_not_documents_are_reported_once_in_input_counters(work
             http = StatusAndHeaders("200 OK", [("Content-Type", "text/html")], protocol="HTTP/1.1")
             body = f"<html><body><p>Page {i} says something.</p></body></html>".encode()
             w.write_record(w.create_warc_record(url, "response", payload=BytesIO(body), http_headers=http))
-    write_pipeline(workdir / "w.yaml", """
+    write_pipeline(
+        workdir / "w.yaml",
+        """
         name: w
         input: {format: warc, path: crawl.warc.gz}
         output: {path: wout}
         stages: []
-    """)
+    """,
+    )
     stats = engine.run(config.load("w.yaml"), runner="local")
     assert stats["input_docs"] == 3
     assert stats["stages"][0]["counters"] == {"skipped_request": 3}

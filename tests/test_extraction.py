@@ -8,7 +8,7 @@ import time
 import pyarrow as pa
 import pytest
 
-from filters.extraction import Deadline, ExtractionTimeout, Resiliparse, Trafilatura, decode_html
+from curate_filters.extraction.extractors import Deadline, ExtractionTimeout, Resiliparse, Trafilatura, decode_html
 
 ARTICLE = """<!DOCTYPE html><html lang="de"><head><meta charset="{meta}"><title>Bericht</title></head><body>
 <header><nav><ul><li><a href="/">Startseite</a></li><li><a href="/politik">Politik</a></li>
@@ -153,7 +153,7 @@ def test_the_time_limit_works_outside_the_main_thread_too():
 
 
 def _base_setup(stage):
-    from filters.extraction import HtmlExtractor
+    from curate_filters.extraction.extractors import HtmlExtractor
 
     HtmlExtractor.setup(stage)
 

@@ -1,4 +1,4 @@
-"""The fast_extract stage (filters/fastext): the robustness cases the trafilatura stage is tested on, its output
+"""The fast_extract stage (filters/extraction/fast): the robustness cases the trafilatura stage is tested on, its output
 layout, its model file, the corpus split it was tuned on, and a quality floor on held-out benchmark pages."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import pytest
 from test_extraction import ARTICLE, BROKEN, batch, big_page
 
 from curate.errors import ConfigError
-from filters.fastext import FastExtract
-from filters.fastext.blocks import feature_names, parse, render, segment
-from filters.fastext.corpus import HELD_OUT, TUNE, site_of_url, split_of
-from filters.fastext.model import FORMAT, Trees, load_model
+from curate_filters.extraction.fast import FastExtract
+from curate_filters.extraction.fast.blocks import feature_names, parse, render, segment
+from curate_filters.extraction.fast.corpus import HELD_OUT, TUNE, site_of_url, split_of
+from curate_filters.extraction.fast.model import FORMAT, Trees, load_model
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +173,7 @@ def test_link_density_and_ancestor_bits_are_recorded():
         "<div class='entry-content'><p>Plain text with no link at all, long enough to matter.</p></div></body></html>"
     )
     b = segment(parse(html))
-    from filters.fastext.blocks import BITS
+    from curate_filters.extraction.fast.blocks import BITS
 
     side, main = 0, 1
     assert b.link_chars[side] >= 0.9 * len(b.texts[side]) and b.link_chars[main] == 0
@@ -186,7 +186,7 @@ def test_vocabulary_scan_gives_the_combined_patterns_bits():
     # (leftmost match, first group in VOCAB order, on from its end), including names where groups overlap
     import random
 
-    from filters.fastext import blocks
+    from curate_filters.extraction.fast import blocks
 
     def combined(name: str) -> int:
         bits = 0
@@ -250,7 +250,7 @@ def test_split_is_by_site_and_fixed():
 
 
 def test_registered_as_a_stage():
-    from curate import registry
+    from curate.config import registry
 
     assert registry.load("fast_extract") is FastExtract
 
@@ -258,7 +258,7 @@ def test_registered_as_a_stage():
 @pytest.mark.corpus
 def test_quality_floor_on_held_out_benchmark_pages(corpus, fast):
     """On 100 benchmark pages of sites it was not tuned on, the shipped model keeps the benchmark's F1 high."""
-    from filters.fastext.corpus import prf, snippet_counts, trafilatura_eval
+    from curate_filters.extraction.fast.corpus import prf, snippet_counts, trafilatura_eval
 
     pages = [p for p in trafilatura_eval(corpus) if p.split == HELD_OUT][:100]
     table = pa.table({"id": [p.id for p in pages], "html": pa.array([p.html for p in pages], pa.binary())})
@@ -268,7 +268,7 @@ def test_quality_floor_on_held_out_benchmark_pages(corpus, fast):
 
 
 def test_scoring_in_chunks_gives_the_scores_of_one_pass(monkeypatch):
-    from filters.fastext import model as fmodel
+    from curate_filters.extraction.fast import model as fmodel
 
     trees = load_model().first
     X = np.random.default_rng(1).normal(size=(1300, len(feature_names()))).astype(np.float32)

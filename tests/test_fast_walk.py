@@ -1,4 +1,4 @@
-"""fast_extract's compiled walk (filters/fastext/_walk.pyx) against its Python walk (blocks._walk): the same blocks,
+"""fast_extract's compiled walk (filters/extraction/fast/_walk.pyx) against its Python walk (blocks._walk): the same blocks,
 field by field, on pages made to reach each rule of the walk, and on real pages of the corpus."""
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import pytest
 from lxml import etree
 from test_extraction import ARTICLE, BROKEN, big_page
 
-from filters.extraction import decode_html
-from filters.fastext import blocks
-from filters.fastext.blocks import parse, segment
+from curate_filters.extraction.extractors import decode_html
+from curate_filters.extraction.fast import blocks
+from curate_filters.extraction.fast.blocks import parse, segment
 
 compiled = pytest.mark.skipif(
     blocks._compiled is None and not os.environ.get("CI"),
-    reason="filters/fastext/_walk is not built here (pip install -e . builds it)",
+    reason="filters/extraction/fast/_walk is not built here (pip install -e . builds it)",
 )
 
 PAGES = {
@@ -95,7 +95,7 @@ def test_a_page_with_nodes_the_c_walk_leaves_goes_to_the_python_walk(monkeypatch
 @compiled
 @pytest.mark.corpus
 def test_the_walks_agree_on_corpus_pages(corpus, monkeypatch):
-    from filters.fastext.corpus import all_pages
+    from curate_filters.extraction.fast.corpus import all_pages
 
     pages = all_pages(corpus)[::10]
     assert len(pages) > 100
@@ -111,8 +111,8 @@ def test_the_walks_agree_on_corpus_pages(corpus, monkeypatch):
 
 
 def test_without_the_compiled_walk_the_stage_says_so_and_extracts_the_same(monkeypatch, caplog):
-    import filters.fastext as fastext
-    from filters.fastext import FastExtract
+    import curate_filters.extraction.fast as fastext
+    from curate_filters.extraction.fast import FastExtract
 
     page = PAGES["article"]
     with_c = FastExtract(timeout=0)

@@ -33,10 +33,10 @@ from helpers import commits, write_docs, write_pipeline
 from curate import config, engine
 from curate.cli import main
 from curate.errors import InputError, OutputError
-from curate.io import lock as lockmod
-from curate.io.lock import OutputLock
-from curate.io.progress import RunState
-from curate.verify import id_hashes, verify
+from curate.run import lock as lockmod
+from curate.run.lock import OutputLock
+from curate.run.state import RunState
+from curate.run.verify import id_hashes, verify
 
 PIPE = """
 name: matrix
@@ -247,7 +247,7 @@ def test_ray_driver_interrupted_stops_promptly_and_resumes(workdir, reference, c
 @pytest.mark.e2e
 def test_driver_dies_while_committing_the_output(workdir, reference, capsys, monkeypatch):
     """Between manifest.json and _SUCCESS: the rerun commits again, from the run state that is still there."""
-    from curate.io import sink
+    from curate.run import sink
 
     real = sink.write_text
 

@@ -11,7 +11,7 @@ import pytest
 from stage_util import GOOD
 
 from curate import config, engine
-from filters.langid import default_model_path
+from curate_filters.annotation.langid import default_model_path
 
 PIPE = """
 name: heuristics

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from stage_util import GOOD, reason
 
-from filters.fineweb import FineWebQuality
+from curate_filters.heuristics.fineweb import FineWebQuality
 
 LINES = GOOD.split(". ")
 TEXT = ".\n".join(LINES)

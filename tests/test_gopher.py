@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from stage_util import GOOD, apply, reason
 
-from filters.gopher import GopherQuality, GopherRepetition, _NGrams
+from curate_filters.heuristics.gopher import GopherQuality, GopherRepetition, _NGrams
 
 UNIQUE = " ".join(f"w{i}x" for i in range(200))  # 200 distinct words: no repetition at all
 
@@ -207,7 +207,7 @@ def test_parity_with_datatrove_on_corpus_pages(corpus):
     from datatrove.data import Document
     from datatrove.pipeline.filters import GopherQualityFilter, GopherRepetitionFilter
 
-    from filters.gopher import DATATROVE_QUALITY_REASONS
+    from curate_filters.heuristics.gopher import DATATROVE_QUALITY_REASONS
 
     pages = sorted((corpus / "html-trafilatura-eval" / "html").glob("*.gz"))[:40]
     texts = [

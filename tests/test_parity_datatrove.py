@@ -9,10 +9,10 @@ import gzip
 import pytest
 from stage_util import apply
 
-from filters.c4 import BADWORDS_DIR, C4BadWords, C4Quality
-from filters.fineweb import FineWebQuality
-from filters.langid import FastTextLangID, default_model_path
-from filters.pii import PII
+from curate_filters.annotation.langid import FastTextLangID, default_model_path
+from curate_filters.annotation.pii import PII
+from curate_filters.heuristics.c4 import BADWORDS_DIR, C4BadWords, C4Quality
+from curate_filters.heuristics.fineweb import FineWebQuality
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from stage_util import apply, counters
 
-from filters.pii import PII
+from curate_filters.annotation.pii import PII
 
 
 def test_emails_and_public_ips_are_replaced():

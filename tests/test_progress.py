@@ -18,7 +18,7 @@ from helpers import SLOW_FILTERS, write_docs, write_pipeline
 
 from curate import config
 from curate.engine import _Progress, estimate, progress_line
-from curate.engine.core import plan_phases
+from curate.engine.segment import plan_phases
 from curate.io.base import ReadUnit
 
 ETA = re.compile(r"(\d+)% done, ETA (\d+s|\d+m\d\ds)")

@@ -11,11 +11,11 @@ import pytest
 from helpers import write_pipeline
 
 from curate import config, engine
-from curate.classifier import FastTextOptions, Scorer, load_model, prepare_text, train_model
 from curate.cli import main
 from curate.errors import ConfigError, StageError
-from filters.quality import QualityScore, ScoreBuckets, ScoreThreshold, weighted_cuts
-from filters.sampling import uniform
+from curate_filters.quality.classifier import FastTextOptions, Scorer, load_model, prepare_text, train_model
+from curate_filters.quality.score import QualityScore, ScoreBuckets, ScoreThreshold, weighted_cuts
+from curate_filters.sampling.stages import uniform
 
 fasttext = pytest.importorskip("fasttext")
 

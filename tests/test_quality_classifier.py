@@ -16,7 +16,9 @@ import pytest
 from helpers import write_pipeline
 
 from curate import config, engine
-from curate.classifier import (
+from curate.cli import main
+from curate.errors import InputError
+from curate_filters.quality.classifier import (
     DocSet,
     binary_metrics,
     load_model,
@@ -26,9 +28,7 @@ from curate.classifier import (
     split,
     training_lines,
 )
-from curate.cli import main
-from curate.errors import InputError
-from filters.quality import QualityScore
+from curate_filters.quality.score import QualityScore
 
 pytest.importorskip("fasttext")
 

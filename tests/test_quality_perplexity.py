@@ -19,7 +19,7 @@ pytest.importorskip("tokenizers")
 
 from test_train_util import junk, sentences, tiny_yaml, write_output  # noqa: E402
 
-from filters.perplexity import Perplexity  # noqa: E402
+from curate_filters.quality.perplexity import Perplexity  # noqa: E402
 
 
 @pytest.fixture(scope="module")

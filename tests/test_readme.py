@@ -7,7 +7,7 @@ import re
 
 from conftest import REPO
 
-from curate import registry
+from curate.config import registry
 
 
 def _stage_table() -> list[str]:
@@ -23,7 +23,9 @@ def test_the_stage_table_lists_every_registered_stage_once():
 
 
 def test_no_readme_line_is_over_120_characters():
-    long = [(i, len(line)) for i, line in enumerate((REPO / "README.md").read_text().splitlines(), 1) if len(line) > 120]
+    long = [
+        (i, len(line)) for i, line in enumerate((REPO / "README.md").read_text().splitlines(), 1) if len(line) > 120
+    ]
     assert not long, f"lines over 120 characters (line, length): {long}"
 
 

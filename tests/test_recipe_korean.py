@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from curate import config, engine
+from curate.run.verify import verify
 from curate.samples import korean
 from curate.samples.paths import parse_sample
-from curate.verify import verify
-from filters.langid import default_model_path
+from curate_filters.annotation.langid import default_model_path
 
 CORPUS_CRAWLS = "*/*.*arc*.gz"  # every WARC and ARC file of the corpus, as tests/test_recipes.py
 PAGES = 300

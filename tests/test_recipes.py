@@ -13,8 +13,8 @@ import yaml
 
 from curate import config, engine
 from curate.cli import main as curate
-from curate.registry import load as load_stage
-from curate.verify import verify
+from curate.config.registry import load as load_stage
+from curate.run.verify import verify
 
 PIPELINES = sorted((Path(__file__).resolve().parent.parent / "pipelines").glob("*.yaml"))
 # every WARC and ARC file of the corpus (WARC, WAT, WET, ARC and their WARC conversions)
@@ -132,7 +132,7 @@ def test_dclm_with_a_model_from_the_classifier_command(tmp_path, monkeypatch, ca
 def test_txt_words_cuts_a_book_into_documents(tmp_path):
     """`curate classifier train --txt-words N`: a plain-text file becomes documents of >= N words, cut at blank
     lines (the DCLM recipe's positives are whole books)."""
-    from curate.classifier import read_docs
+    from curate_filters.quality.classifier import read_docs
 
     paras = [" ".join(f"w{i}_{k}" for k in range(40)) for i in range(10)]  # 10 paragraphs of 40 words
     book = tmp_path / "book.txt"

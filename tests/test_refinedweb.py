@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from stage_util import GOOD, apply, counters
 
-from filters.refinedweb import RefinedWebLines
+from curate_filters.heuristics.refinedweb import RefinedWebLines
 
 BODY = "\n".join([GOOD] * 3)  # ~285 words: one removed 10-word line is 3.5%
 

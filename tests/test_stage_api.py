@@ -7,7 +7,7 @@ import pytest
 
 import curate
 from curate.config import StageSpec
-from curate.engine.core import SegmentRunner
+from curate.engine.segment import SegmentRunner
 from curate.errors import StageError
 from curate.ledger import Ledger
 from curate.schema import REASON, STAGE

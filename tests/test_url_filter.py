@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from filters.url_filter import URLFilter, locate_datatrove_ut1
+from curate_filters.heuristics.url_filter import URLFilter, locate_datatrove_ut1
 
 
 @pytest.fixture(autouse=True)

@@ -13,14 +13,14 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from curate.config import Pipeline
-from curate.engine.core import Phase, UnitSkip, build_stats, plan_phases, preflight, rejected_schemas, stage_schemas
+from curate.engine.segment import Phase, UnitSkip, build_stats, plan_phases, preflight, rejected_schemas, stage_schemas
 from curate.errors import ConservationError, CurateError
-from curate.io import sink
 from curate.io.base import Reader, ReadUnit
-from curate.io.checkpoint import CheckpointReader
-from curate.io.lock import OutputLock
-from curate.io.progress import CHECKPOINT, PROGRESS, RunState
-from curate.io.sink import ShardWriter
+from curate.run import sink
+from curate.run.checkpoint import CheckpointReader
+from curate.run.lock import OutputLock
+from curate.run.sink import ShardWriter
+from curate.run.state import CHECKPOINT, PROGRESS, RunState
 
 log = logging.getLogger("curate")
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.errors import StageError
-from curate.io.sink import SIDE_DIR, put_parquet
+from curate.run.sink import SIDE_DIR, put_parquet
 from curate.schema import ID, REASON, RESERVED, STAGE, UNIT
 from curate.stage import Stage
 
@@ -183,7 +183,7 @@ class GlobalContext:
 
 def run_global(ctx: GlobalContext, docs: Any) -> tuple[Any, Stage]:
     """Build and set up the stage, let it transform the documents, and finish its rows (reasons, columns)."""
-    from curate.engine.core import setup_stage
+    from curate.engine.segment import setup_stage
 
     stage = ctx.spec.build()
     setup_stage(ctx.sid, stage)

@@ -14,11 +14,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.config import Pipeline
-from curate.engine.core import Phase, SegmentRunner, UnitSkip, read_unit
 from curate.engine.globals import GlobalContext, concat, drop_null_keys, join_by, live_only, run_global
+from curate.engine.segment import Phase, SegmentRunner, UnitSkip, read_unit
 from curate.io.base import Reader, ReadUnit, expand_paths
-from curate.io.sink import ShardWriter
 from curate.ledger import Ledger
+from curate.run.sink import ShardWriter
 from curate.schema import REASON, RESERVED, UNIT
 from curate.stage import Stage
 

@@ -18,13 +18,13 @@ import pyarrow.parquet as pq
 
 from curate.config import Pipeline
 from curate.engine import embedded
-from curate.engine.core import Phase, Segment, SegmentRunner, UnitSkip, read_unit
 from curate.engine.globals import GlobalContext, concat, drop_null_keys, join_by, live_only, null_spread_key, run_global
-from curate.io import sink
+from curate.engine.segment import Phase, Segment, SegmentRunner, UnitSkip, read_unit
 from curate.io.base import Reader, ReadUnit, expand_paths
-from curate.io.progress import RunState
-from curate.io.sink import ShardWriter
 from curate.ledger import Ledger
+from curate.run import sink
+from curate.run.sink import ShardWriter
+from curate.run.state import RunState
 from curate.schema import REASON, RESERVED, UNIT, conform
 from curate.stage import Stage
 
@@ -350,8 +350,8 @@ def _derived(fn: Callable[[pa.Table], pa.Table], keep_unit: bool) -> Callable[[p
 
 def _write_unit_files(table: pa.Table, scratch: str) -> pa.Table:
     """One Parquet file per read unit of the matched rows (names from the unit: a retried task rewrites them)."""
-    from curate.io.progress import unit_digest
-    from curate.io.sink import put_parquet
+    from curate.run.sink import put_parquet
+    from curate.run.state import unit_digest
 
     units, files = [], []
     for unit in pc.unique(table.column(UNIT)).to_pylist():
@@ -423,7 +423,7 @@ class RayExecutor:
         self.pipeline = pipeline
         where = ensure_ray(address)
         log.info("ray: %s", where)
-        from curate.registry import user_modules
+        from curate.config.registry import user_modules
 
         for module in user_modules.values():
             ray.cloudpickle.register_pickle_by_value(module)  # ship the user's own stage code with the tasks

@@ -20,9 +20,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.io import sink
 from curate.report import plots
 from curate.report.output import RunOutput, Shard, thresholds
+from curate.run import sink
 from curate.schema import doc_sizes
 
 REPORT = "report.html"

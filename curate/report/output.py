@@ -19,8 +19,8 @@ import yaml
 from fsspec.core import url_to_fs
 
 from curate.errors import InputError
-from curate.io import sink
 from curate.io.base import join
+from curate.run import sink
 
 KEPT = "kept"
 # Columns that are neither a score nor worth showing as one.

@@ -89,7 +89,7 @@ def _seed_list(text: str) -> list[int]:
 
 
 def _add_set(p: argparse.ArgumentParser) -> None:
-    from curate.cliargs import add_set_argument
+    from curate.cli.args import add_set_argument
 
     add_set_argument(p, "train.max_steps=200")
 

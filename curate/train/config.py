@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 import yaml
 
+from curate.config.yamlcheck import LocatedYaml, apply_overrides, check_params, plain
 from curate.errors import ConfigError
-from curate.yamlcheck import LocatedYaml, apply_overrides, check_params, plain
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
