@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import textwrap
 import time
@@ -112,3 +113,31 @@ def kill_a_worker_that_counted(pid_dir: Path, killed: list[int], stop: Any, batc
                 killed.append(int(p.name))
                 return
         time.sleep(0.02)
+
+
+# Headless chromium (Debian's `chromium`; .ci/run installs it): tests/test_report.py renders report.html in it and
+# tests/docs/ the documentation site. Tests that need it skip when chromium() is None.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--enable-logging=stderr",
+    "--v=0",
+]
+
+
+def chromium() -> str | None:
+    """The headless browser on PATH, or None."""
+    return next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+
+def chromium_command(profile: Path) -> list[str]:
+    """chromium with the flags every browser test uses and its own profile directory; add --dump-dom URL,
+    --screenshot=PATH URL, ..."""
+    browser = chromium()
+    assert browser, "no chromium on PATH"
+    return [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}"]

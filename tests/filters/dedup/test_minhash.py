@@ -493,7 +493,7 @@ def test_an_index_with_other_parameters_or_unfinished_is_refused(tmp_path):
 
 def test_ray_and_local_runners_remove_the_same_documents(tmp_path, ray_session, monkeypatch):
     monkeypatch.setattr(minhash, "SMALL_GRAPH_EDGES", 0)  # connected components in distributed rounds
-    from curate.engine import ray as ray_engine
+    from curate.engine import ray_docs as ray_engine
 
     monkeypatch.setattr(ray_engine, "SMALL_GROUP_BYTES", 0)  # and every group_by a hash shuffle
     rows, copies = _corpus(originals=30)

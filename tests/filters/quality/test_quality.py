@@ -14,8 +14,9 @@ from curate import config, engine
 from curate.cli import main
 from curate.errors import ConfigError, StageError
 from curate_filters.quality.classifier import FastTextOptions, Scorer, load_model, prepare_text, train_model
-from curate_filters.quality.score import QualityScore, ScoreBuckets, ScoreThreshold, weighted_cuts
-from curate_filters.sampling.stages import uniform
+from curate_filters.quality.score import QualityScore, ScoreThreshold
+from curate_filters.sampling.by_score import ScoreBuckets, weighted_cuts
+from curate_filters.sampling.common import uniform
 
 fasttext = pytest.importorskip("fasttext")
 
@@ -313,7 +314,7 @@ def test_fixed_cuts_and_labels():
     stage = ScoreBuckets(column="s", cuts=[0.3, 0.6], labels=["low", "mid", "high"])
     out = stage.apply_global(_FakeDocs(_scored([0.1, 0.3, 0.59, 0.6, 0.99, None])))
     assert out.table.column("bucket").to_pylist() == ["low", "mid", "mid", "high", "high", None]
-    assert stage.output_columns == {"bucket": pa.string()}
+    assert stage.columns().output == {"bucket": pa.string()}
     numbered = ScoreBuckets(column="s", cuts=[0.5], bucket_column="b")
     out = numbered.apply_global(_FakeDocs(_scored([0.1, 0.7, None])))
     assert out.table.column("b").to_pylist() == [0, 1, None] and out.table.schema.field("b").type == pa.int32()

@@ -13,9 +13,11 @@ from test_extraction import ARTICLE, BROKEN, batch, big_page
 
 from curate.errors import ConfigError
 from curate_filters.extraction.fast import FastExtract
-from curate_filters.extraction.fast.blocks import feature_names, parse, render, segment
 from curate_filters.extraction.fast.corpus import HELD_OUT, TUNE, site_of_url, split_of
+from curate_filters.extraction.fast.featurize import feature_names
+from curate_filters.extraction.fast.layout import render
 from curate_filters.extraction.fast.model import FORMAT, Trees, load_model
+from curate_filters.extraction.fast.tree import parse, segment
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +175,7 @@ def test_link_density_and_ancestor_bits_are_recorded():
         "<div class='entry-content'><p>Plain text with no link at all, long enough to matter.</p></div></body></html>"
     )
     b = segment(parse(html))
-    from curate_filters.extraction.fast.blocks import BITS
+    from curate_filters.extraction.fast.markup import BITS
 
     side, main = 0, 1
     assert b.link_chars[side] >= 0.9 * len(b.texts[side]) and b.link_chars[main] == 0
@@ -186,21 +188,21 @@ def test_vocabulary_scan_gives_the_combined_patterns_bits():
     # (leftmost match, first group in VOCAB order, on from its end), including names where groups overlap
     import random
 
-    from curate_filters.extraction.fast import blocks
+    from curate_filters.extraction.fast import markup
 
     def combined(name: str) -> int:
         bits = 0
-        for m in blocks._VOCAB_RE.finditer(name):
-            bits |= blocks._VOCAB_BIT[m.lastgroup]
+        for m in markup._VOCAB_RE.finditer(name):
+            bits |= markup._VOCAB_BIT[m.lastgroup]
         return bits
 
-    literals = [lit for group in blocks._GROUP_LITERALS for lit in group]
+    literals = [lit for group in markup._GROUP_LITERALS for lit in group]
     rnd = random.Random(7)
     names = ["newsletter", "main-content", "post-header", "h2", "h7", "ad", "ads-top", "x-ad-y", "bad", "navbar",
              "top-stories", "topstories", "col-md-6", "sidebar-widget-list", "", "-", "entry-content-wrap"]  # fmt: skip
     for _ in range(20_000):
         names.append("".join(rnd.choice(literals + ["-", "_", "1", "x", "s", "a", "h", "b"]) for _ in range(4)))
-    assert [blocks._scan_mask(n) for n in names] == [combined(n) for n in names]
+    assert [markup._scan_mask(n) for n in names] == [combined(n) for n in names]
 
 
 def test_threshold_is_validated_and_moves_the_cut(fast):

@@ -17,9 +17,10 @@ import pytest
 from helpers import SLOW_FILTERS, write_docs, write_pipeline
 
 from curate import config
-from curate.engine import _Progress, estimate, progress_line
-from curate.engine.segment import plan_phases
+from curate.engine.plan import plan_phases
+from curate.engine.progress import Progress, estimate, progress_line
 from curate.io.base import ReadUnit
+from curate.output.figures import StageFigures
 
 ETA = re.compile(r"(\d+)% done, ETA (\d+s|\d+m\d\ds)")
 
@@ -46,7 +47,7 @@ def workdir(tmp_path, monkeypatch):
 
 
 def _snapshot(units: dict[str, int], slow_in: int, slow_rejected: int) -> dict:
-    stages = {"slow": {"docs_in": slow_in, "rejected": {"odd_topic": slow_rejected}, "seconds": 1.0, "counters": {}}}
+    stages = {"slow": StageFigures(docs_in=slow_in, rejected={"odd_topic": slow_rejected}, seconds=1.0)}
     return {"units": units, "stages": stages, "errors": {}}
 
 
@@ -95,7 +96,7 @@ def test_terminal_view_redraws_in_place(workdir):
     level = logger.level
     logger.setLevel(logging.INFO)
     try:
-        with _Progress(lambda: next(seen), p, time.time(), stream=out) as progress:
+        with Progress(lambda: next(seen), p, time.time(), stream=out) as progress:
             assert progress.live
             progress.phase(phase, units)
             time.sleep(3.5)

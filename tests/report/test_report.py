@@ -7,13 +7,13 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shutil
 import struct
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from helpers import chromium, chromium_command
 
 from curate.cli import main
 from curate.report import plots
@@ -185,29 +185,12 @@ def test_without_matplotlib_the_report_says_so_and_keeps_its_tables(runs, monkey
     assert 'id="funnel-table"' in html and 'id="rejections-table"' in html
 
 
-def _chromium() -> str | None:
-    return next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
-
-
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--enable-logging=stderr",
-    "--v=0",
-]
-
-
-@pytest.mark.skipif(_chromium() is None, reason="no chromium (apt-get install chromium)")
+@pytest.mark.skipif(chromium() is None, reason="no chromium (apt-get install chromium)")
 @pytest.mark.skipif(not plots.available(), reason="matplotlib is not installed")
 def test_the_report_renders_in_a_headless_browser_without_console_errors(runs, tmp_path):
     report = runs["A"] / "report.html"
     url = report.resolve().as_uri()
-    browser = [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    browser = chromium_command(tmp_path / "profile")
     dom = subprocess.run([*browser, "--dump-dom", url], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
     # the page's own script counts the images that decoded in the browser, and logs a console error for any other

@@ -14,7 +14,7 @@ import yaml
 from curate import config, engine
 from curate.cli import main as curate
 from curate.config.registry import load as load_stage
-from curate.run.verify import verify
+from curate.output.verify import verify
 
 PIPELINES = sorted((Path(__file__).resolve().parent.parent / "pipelines").glob("*.yaml"))
 # every WARC and ARC file of the corpus (WARC, WAT, WET, ARC and their WARC conversions)

@@ -9,7 +9,7 @@ from helpers import write_pipeline
 
 from curate import config, engine
 from curate.errors import ConfigError
-from curate_filters.sampling.stages import Sample
+from curate_filters.sampling.sample import Sample
 
 PIPE = """
 name: sample
@@ -252,7 +252,8 @@ def test_multi_source_config_errors(tmp_path, monkeypatch, capsys):
 
 
 def test_mix_config_errors():
-    from curate_filters.sampling.stages import Mix, Repeat, TokenBudget
+    from curate_filters.sampling.budget import Mix, TokenBudget
+    from curate_filters.sampling.sample import Repeat
 
     with pytest.raises(ConfigError, match="must be a number"):
         Mix(tokens="lots", weights={"a": 1.0})

@@ -3,7 +3,7 @@
 
 The pipeline has a global stage between two row stages, so a run has two phases (streaming before the dedup; the
 dedup and the stage after it); the row stages sleep per document so that a driver can be hit in the phase wanted.
-README.md ("Reliability") has this matrix as a table. Rows kept elsewhere: a worker process killed mid-stage
+docs/outputs.md ("Reliability") has this matrix as a table. Rows kept elsewhere: a worker process killed mid-stage
 (tests/test_fault_tolerance.py), a killed Ray driver (tests/test_resume.py), bad input (tests/test_bad_input.py).
 """
 
@@ -33,10 +33,10 @@ from helpers import commits, write_docs, write_pipeline
 from curate import config, engine
 from curate.cli import main
 from curate.errors import InputError, OutputError
-from curate.run import lock as lockmod
-from curate.run.lock import OutputLock
-from curate.run.state import RunState
-from curate.run.verify import id_hashes, verify
+from curate.output import lock as lockmod
+from curate.output.lock import OutputLock
+from curate.output.state import RunState
+from curate.output.verify import id_hashes, verify
 
 PIPE = """
 name: matrix
@@ -247,7 +247,7 @@ def test_ray_driver_interrupted_stops_promptly_and_resumes(workdir, reference, c
 @pytest.mark.e2e
 def test_driver_dies_while_committing_the_output(workdir, reference, capsys, monkeypatch):
     """Between manifest.json and _SUCCESS: the rerun commits again, from the run state that is still there."""
-    from curate.run import sink
+    from curate.output import sink
 
     real = sink.write_text
 

@@ -76,7 +76,7 @@ def _check(kept, rejected, side, stats, manifest):
 @pytest.mark.ray
 @pytest.mark.parametrize("shuffle", ["one block", "hash shuffle"])
 def test_global_interface_same_output_on_both_runners(workdir, ray_session, monkeypatch, shuffle):
-    from curate.engine import ray as ray_engine
+    from curate.engine import ray_docs as ray_engine
 
     if shuffle == "hash shuffle":  # small tables group in one block; force the distributed path too
         monkeypatch.setattr(ray_engine, "SMALL_GROUP_BYTES", 0)

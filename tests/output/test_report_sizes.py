@@ -11,7 +11,7 @@ import pytest
 from helpers import USER_FILTERS, write_docs, write_pipeline
 
 from curate import config, engine
-from curate.schema import doc_sizes, word_counts
+from curate.output.measure import doc_sizes, word_counts
 
 EDITING_STAGE = '''
 import curate

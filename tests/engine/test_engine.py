@@ -12,7 +12,7 @@ from helpers import USER_FILTERS, read_ids, write_docs, write_pipeline
 
 from curate import config, engine
 from curate.errors import ConfigError, ConservationError, OutputError
-from curate.run import sink
+from curate.output import sink
 
 PIPE = """
 name: t
@@ -176,14 +176,15 @@ def test_stage_needing_a_column_nobody_provides_is_rejected_before_running(workd
 
 
 def test_progress_line_reports_each_stage(workdir):
-    from curate.engine import progress_line
+    from curate.engine.progress import progress_line
+    from curate.output.figures import StageFigures
 
     p = config.load("p.yaml")
     snapshot = {
         "units": {"a.parquet": 40},
         "stages": {
-            "lorem": {"docs_in": 40, "rejected": {"lorem_ipsum": 6}, "seconds": 0.5, "counters": {}},
-            "dedup": {"docs_in": 0, "rejected": {}, "seconds": 2.0, "counters": {}},
+            "lorem": StageFigures(docs_in=40, rejected={"lorem_ipsum": 6}, seconds=0.5),
+            "dedup": StageFigures(seconds=2.0),
         },
     }
     line = progress_line(snapshot, p, 2, 12.3)
@@ -192,7 +193,7 @@ def test_progress_line_reports_each_stage(workdir):
 
 
 def test_stateful_stages_run_in_actors_or_fused_into_tasks(workdir):
-    from curate.engine.segment import plan_segments
+    from curate.engine.plan import plan_segments
 
     p = config.load("p.yaml")
     p.stages[1].cls.setup = lambda self: None  # pretend count_words loads a model

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from curate import config, engine
-from curate.run.verify import verify
+from curate.output.verify import verify
 from curate.samples import korean
 from curate.samples.paths import parse_sample
 from curate_filters.annotation.langid import default_model_path

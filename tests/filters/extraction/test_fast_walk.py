@@ -1,4 +1,4 @@
-"""fast_extract's compiled walk (filters/extraction/fast/_walk.pyx) against its Python walk (blocks._walk): the same blocks,
+"""fast_extract's compiled walk (filters/extraction/fast/_walk.pyx) against its Python walk (tree._walk): the same blocks,
 field by field, on pages made to reach each rule of the walk, and on real pages of the corpus."""
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from lxml import etree
 from test_extraction import ARTICLE, BROKEN, big_page
 
 from curate_filters.extraction.extractors import decode_html
-from curate_filters.extraction.fast import blocks
-from curate_filters.extraction.fast.blocks import parse, segment
+from curate_filters.extraction.fast import tree
+from curate_filters.extraction.fast.markup import DROP_TAGS
+from curate_filters.extraction.fast.tree import parse, segment
 
 compiled = pytest.mark.skipif(
-    blocks._compiled is None and not os.environ.get("CI"),
+    tree._compiled is None and not os.environ.get("CI"),
     reason="filters/extraction/fast/_walk is not built here (pip install -e . builds it)",
 )
 
@@ -54,7 +55,7 @@ PAGES = {
 def _both(html: str, monkeypatch) -> tuple[dict, dict]:
     fast = dataclasses.asdict(segment(parse(html)))
     with monkeypatch.context() as m:
-        m.setattr(blocks, "_compiled", None)
+        m.setattr(tree, "_compiled", None)
         slow = dataclasses.asdict(segment(parse(html)))
     return fast, slow
 
@@ -62,10 +63,10 @@ def _both(html: str, monkeypatch) -> tuple[dict, dict]:
 @compiled
 def test_the_compiled_walk_is_built_and_used():
     # in CI (CI=true) the install must have built it: without, this fails instead of skipping
-    assert blocks._compiled is not None
+    assert tree._compiled is not None
     body = parse(PAGES["article"]).find("body")
-    etree.strip_elements(body, *blocks.DROP_TAGS, with_tail=False)
-    assert blocks._compiled.walk(body) is not None
+    etree.strip_elements(body, *DROP_TAGS, with_tail=False)
+    assert tree._compiled.walk(body) is not None
 
 
 @compiled
@@ -79,15 +80,15 @@ def test_compiled_and_python_walks_give_the_same_blocks(name, monkeypatch):
 
 @compiled
 def test_a_page_with_nodes_the_c_walk_leaves_goes_to_the_python_walk(monkeypatch):
-    # lxml's default HTML parser keeps comments and processing instructions (blocks.parse drops them)
+    # lxml's default HTML parser keeps comments and processing instructions (tree.parse drops them)
     html = "<html><body><p>one <a href='/x'>link</a><!-- a comment --> two</p><?pi x?><p>three</p></body></html>"
     root = etree.HTML(html)
     body = root.find("body")
-    assert blocks._compiled.walk(body) is None
+    assert tree._compiled.walk(body) is None
     assert body.find(".//a") is not None  # declined before it changed the tree
     fast = dataclasses.asdict(segment(etree.HTML(html)))
     with monkeypatch.context() as m:
-        m.setattr(blocks, "_compiled", None)
+        m.setattr(tree, "_compiled", None)
         slow = dataclasses.asdict(segment(etree.HTML(html)))
     assert fast == slow and fast["texts"]
 
@@ -117,7 +118,7 @@ def test_without_the_compiled_walk_the_stage_says_so_and_extracts_the_same(monke
     page = PAGES["article"]
     with_c = FastExtract(timeout=0)
     with_c.setup()
-    monkeypatch.setattr(blocks, "_compiled", None)
+    monkeypatch.setattr(tree, "_compiled", None)
     monkeypatch.setattr(fastext, "_told", False)
     with caplog.at_level("WARNING", logger="curate.fast_extract"):
         without = FastExtract(timeout=0)

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from curate.train.ablate import ArmResult, plot_svg  # noqa: E402
+from curate.train.ablate_report import ArmResult, plot_svg  # noqa: E402
 from curate.train.eval import EvalResult  # noqa: E402
 
 
