@@ -8,7 +8,7 @@ The compiled module: filters/extraction/fast/_walk.pyx, fast_extract's walk over
 lxml headers). Everything else is in pyproject.toml.
 
 The build is optional. Where Cython or a C compiler is missing or the build fails, the install goes on with a
-warning and fast_extract runs blocks._walk, the same walk in Python: the same text, about a quarter slower.
+warning and fast_extract runs tree._walk, the same walk in Python: the same text, about a quarter slower.
 """
 
 from setuptools import Extension, find_packages, setup

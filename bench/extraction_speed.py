@@ -283,7 +283,9 @@ def _profile_fast_extract(pages: list[str]) -> None:
     import numpy as np
 
     from curate_filters.extraction.fast import FastExtract
-    from curate_filters.extraction.fast.blocks import context, features, parse, render, segment
+    from curate_filters.extraction.fast.featurize import context, features
+    from curate_filters.extraction.fast.layout import render
+    from curate_filters.extraction.fast.tree import parse, segment
 
     stage = FastExtract(timeout=0)
     stage.setup()

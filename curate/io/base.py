@@ -45,7 +45,7 @@ class Reader(Counting):
 
     def units(self) -> list[ReadUnit]:
         """One unit per file by default; readers of splittable formats override."""
-        return [ReadUnit(f, f, _size(f)) for f in self.files()]
+        return [ReadUnit(f, f, file_size(f)) for f in self.files()]
 
     def schema(self) -> pa.Schema:
         """Columns of the batches this reader yields (reserved engine columns aside)."""
@@ -62,7 +62,8 @@ def join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
 
 
-def _size(path: str) -> int:
+def file_size(path: str) -> int:
+    """The size of a local file or fsspec URL in bytes; 0 where it cannot be had."""
     try:
         fs, p = url_to_fs(path)
         return int(fs.size(p) or 0)

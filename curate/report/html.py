@@ -9,7 +9,6 @@ the counts (funnel, rejections) are exact, from stats.json.
 
 from __future__ import annotations
 
-import base64
 import html
 import re
 import time
@@ -20,10 +19,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curate.output import sink
+from curate.output.measure import doc_sizes
 from curate.report import plots
 from curate.report.output import RunOutput, Shard, thresholds
-from curate.run import sink
-from curate.schema import doc_sizes
+from curate.report.page import SCRIPT, STYLE, Page, toc_entry
 
 REPORT = "report.html"
 EXCERPT_CHARS = 320
@@ -126,65 +126,7 @@ def _clip(text: str, n: int = EXCERPT_CHARS) -> str:
     return flat if len(flat) <= n else flat[: n - 1].rstrip() + "\u2026"
 
 
-# -- the page --------------------------------------------------------------------------------------------------
-
-
-STYLE = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1100px;padding:1.5em;
-color:#222;line-height:1.4}
-h1{margin-bottom:.2em} h2{margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
-nav>ul{columns:2;list-style:none;padding:0} nav ul ul{list-style:none;padding-left:1em;font-size:.85em}
-nav li{break-inside:avoid} nav a{text-decoration:none}
-table{border-collapse:collapse;margin:.6em 0;font-size:.9em} th,td{padding:.2em .6em;border-bottom:1px solid #eee}
-th{text-align:left;background:#f6f6f6} td.n{text-align:right;font-variant-numeric:tabular-nums}
-figure{margin:1em 0} figure img{max-width:100%} figcaption{font-size:.85em;color:#555}
-.note{background:#fff6dd;border:1px solid #e6cf8b;padding:.6em 1em;border-radius:4px}
-.muted{color:#666;font-size:.9em} .doc{border-left:3px solid #d9534f;padding:.2em .8em;margin:.5em 0}
-.doc code{font-size:.85em} .why{color:#a33}
-"""
-
-# Checks in the browser that every image decoded; a broken one is a console error (the browser test reads both).
-SCRIPT = """
-window.addEventListener("load", function () {
-  var imgs = document.images, ok = 0, bad = 0;
-  for (var i = 0; i < imgs.length; i++) {
-    if (imgs[i].complete && imgs[i].naturalWidth > 0) { ok++; }
-    else { bad++; console.error("image did not load: " + imgs[i].id); }
-  }
-  document.body.setAttribute("data-images-loaded", String(ok));
-  document.body.setAttribute("data-images-broken", String(bad));
-});
-"""
-
-
-class _Page:
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-        self.toc: list[tuple[str, str, list[tuple[str, str]]]] = []  # (section id, title, its figures)
-        self.figures = 0
-
-    def section(self, sid: str, title: str, intro: str = "") -> None:
-        self.toc.append((sid, title, []))
-        self.parts.append(f'<section id="{sid}"><h2>{html.escape(title)}</h2>')
-        if intro:
-            self.parts.append(f"<p>{intro}</p>")
-
-    def end(self) -> None:
-        self.parts.append("</section>")
-
-    def figure(self, fid: str, png: bytes | None, caption: str) -> None:
-        if png is None:
-            return
-        self.figures += 1
-        self.toc[-1][2].append((fid, caption.split(" (")[0].split(";")[0]))
-        data = base64.b64encode(png).decode("ascii")
-        self.parts.append(
-            f'<figure id="{fid}"><img id="img-{fid}" src="data:image/png;base64,{data}" '
-            f'alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
-        )
-
-    def add(self, fragment: str) -> None:
-        self.parts.append(fragment)
+# -- the page (its frame: curate.report.page) ------------------------------------------------------------------
 
 
 def _n(v: Any) -> str:
@@ -197,13 +139,23 @@ def _plot(fn: Any, *args: Any, **kwargs: Any) -> bytes | None:
 
 def build_report(run: RunOutput, max_rows: int = 10_000, examples: int = 3) -> str:
     """The report page of a finished output as one HTML string."""
-    stats = run.stats
-    stages = stats.get("stages", [])
+    stages = run.stats.get("stages", [])
     kept, rejected, totals = _sample(run, max_rows)
-    page = _Page()
+    page = Page()
     have_plots = plots.available()
+    _funnel(page, stages)
+    _rejections(page, stages)
+    _time(page, stages)
+    note = _sample_note(kept, rejected, totals, max_rows)
+    _languages(page, kept, rejected, note)
+    _distributions(page, run, kept, rejected, note)
+    _duplicates(page, run, kept, stages)
+    _examples(page, run, stages, examples)
+    return _document(page, run, have_plots)
 
-    # -- the funnel
+
+def _funnel(page: Page, stages: list[dict[str, Any]]) -> None:
+    """What each stage handed on: the funnel plot and its table (from stats.json)."""
     page.section(
         "funnel",
         "Funnel",
@@ -234,7 +186,9 @@ def build_report(run: RunOutput, max_rows: int = 10_000, examples: int = 3) -> s
     )
     page.end()
 
-    # -- rejections by reason
+
+def _rejections(page: Page, stages: list[dict[str, Any]]) -> None:
+    """Each stage's rejections by reason: the plot and the table, linked to the examples."""
     page.section(
         "rejections",
         "Rejections by stage and reason",
@@ -261,7 +215,9 @@ def build_report(run: RunOutput, max_rows: int = 10_000, examples: int = 3) -> s
     )
     page.end()
 
-    # -- time
+
+def _time(page: Page, stages: list[dict[str, Any]]) -> None:
+    """Milliseconds per document, by stage."""
     page.section(
         "time",
         "Time per document",
@@ -270,9 +226,11 @@ def build_report(run: RunOutput, max_rows: int = 10_000, examples: int = 3) -> s
     page.figure("fig-time", _plot(plots.stage_time, stages), "milliseconds per document, by stage")
     page.end()
 
-    # -- the sample the distributions come from
+
+def _sample_note(kept: pa.Table, rejected: pa.Table, totals: dict[str, int], max_rows: int) -> str:
+    """What the distributions are drawn from: how much of the output the sample holds."""
     n_kept, n_rej = kept.num_rows, rejected.num_rows
-    sample_note = (
+    return (
         f"The distributions below use {n_kept:,} of {totals['kept']:,} kept documents and {n_rej:,} of "
         f"{totals['rejected']:,} rejected ones"
         + (
@@ -283,7 +241,9 @@ def build_report(run: RunOutput, max_rows: int = 10_000, examples: int = 3) -> s
         + " Rejected documents are shown as they entered the stage that rejected them."
     )
 
-    # -- languages
+
+def _languages(page: Page, kept: pa.Table, rejected: pa.Table, sample_note: str) -> None:
+    """The languages of the sampled documents, kept and rejected later (no section without labels)."""
     langs: dict[str, tuple[int, int]] = {}
     for table, side in ((kept, 0), (rejected, 1)):
         if "language" in table.column_names:
@@ -308,7 +268,9 @@ def build_report(run: RunOutput, max_rows: int = 10_000, examples: int = 3) -> s
         )
         page.end()
 
-    # -- lengths and scores
+
+def _distributions(page: Page, run: RunOutput, kept: pa.Table, rejected: pa.Table, sample_note: str) -> None:
+    """Document lengths and every score column, kept against rejected, with the thresholds cut at."""
     page.section("distributions", "Document length and scores", sample_note)
     kept_len, rej_len = _word_lengths(kept), _word_lengths(rejected)
     if len(kept_len) + len(rej_len):
@@ -341,7 +303,9 @@ def build_report(run: RunOutput, max_rows: int = 10_000, examples: int = 3) -> s
         page.add(_quantiles(f"{column} of kept documents", k_v))
     page.end()
 
-    # -- duplicates
+
+def _duplicates(page: Page, run: RunOutput, kept: pa.Table, stages: list[dict[str, Any]]) -> None:
+    """The sizes of the duplicate clusters (no section without a dedup stage's traces)."""
     sizes = _cluster_sizes(run, kept)
     dedup_stages = [s["id"] for s in stages if s.get("uses") in ("minhash", "exact_dedup", "url_dedup")]
     if sizes is not None:
@@ -358,7 +322,9 @@ def build_report(run: RunOutput, max_rows: int = 10_000, examples: int = 3) -> s
             page.figure("fig-clusters", _plot(plots.cluster_sizes, multi), "duplicate cluster sizes")
         page.end()
 
-    # -- examples
+
+def _examples(page: Page, run: RunOutput, stages: list[dict[str, Any]], examples: int) -> None:
+    """Up to `examples` rejected documents per reason of each stage, with what explains the reason."""
     page.section(
         "examples",
         "Examples of each rejection reason",
@@ -386,6 +352,10 @@ def build_report(run: RunOutput, max_rows: int = 10_000, examples: int = 3) -> s
                 page.add(_doc_html(doc, reason, score_names))
     page.end()
 
+
+def _document(page: Page, run: RunOutput, have_plots: bool) -> str:
+    """The whole page: its head and summary, the note on missing plots, the contents and the sections."""
+    stats = run.stats
     notes = []
     if not have_plots:
         notes.append(
@@ -402,7 +372,7 @@ def build_report(run: RunOutput, max_rows: int = 10_000, examples: int = 3) -> s
         f"({_n(stats.get('output_words', 0))} words, {_n(stats.get('output_bytes', 0))} bytes of text), "
         f"{_n(stats.get('rejected_docs', 0))} rejected.</p>"
     )
-    nav = "<nav><ul>" + "".join(_toc_entry(*entry) for entry in page.toc) + "</ul></nav>"
+    nav = "<nav><ul>" + "".join(toc_entry(*entry) for entry in page.toc) + "</ul></nav>"
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -465,12 +435,6 @@ def _doc_html(doc: dict[str, Any], reason: str, score_names: list[str]) -> str:
         + (f'<div class="muted">{html.escape(score_text)}</div>' if score_text else "")
         + f"<div>{html.escape(_clip(doc.get('text') or '(no text: rejected before extraction)'))}</div></div>"
     )
-
-
-def _toc_entry(sid: str, title: str, figures: list[tuple[str, str]]) -> str:
-    """A section's line in the contents, with a link to each of its figures."""
-    links = "".join(f'<li class="fig"><a href="#{fid}">{html.escape(cap)}</a></li>' for fid, cap in figures)
-    return f'<li><a href="#{sid}">{html.escape(title)}</a>' + (f"<ul>{links}</ul>" if links else "") + "</li>"
 
 
 def _slug(*parts: str) -> str:

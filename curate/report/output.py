@@ -20,7 +20,7 @@ from fsspec.core import url_to_fs
 
 from curate.errors import InputError
 from curate.io.base import join
-from curate.run import sink
+from curate.output import sink
 
 KEPT = "kept"
 # Columns that are neither a score nor worth showing as one.

@@ -113,13 +113,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    require_torch()
-    from curate.train.eval import evaluate
-    from curate.train.loop import model_from_checkpoint, resolve_device, resolve_dtype
+def _trained_model(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], Any]:
+    """The model, tokenizer and checkpoint of the run `args.run`, loaded on `args.device`, and that device."""
+    from curate.train.loop import model_from_checkpoint, resolve_device
 
     device = resolve_device(args.device)
     model, tok, ck = model_from_checkpoint(args.run, device)
+    return model, tok, ck, device
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    require_torch()
+    from curate.train.eval import evaluate
+    from curate.train.loop import resolve_dtype
+
+    model, tok, ck, device = _trained_model(args)
     seq_len = ck["config"]["train"]["seq_len"]
     val_fraction = ck["config"]["data"]["val_fraction"]
     dtype = resolve_dtype("auto", device)
@@ -164,10 +172,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     import torch
 
     from curate.errors import ConfigError
-    from curate.train.loop import model_from_checkpoint, resolve_device
 
-    device = resolve_device(args.device)
-    model, tok, _ = model_from_checkpoint(args.run, device)
+    model, tok, _, device = _trained_model(args)
     ids = tok.encode(args.prompt) if args.prompt else [tok.eos_id]  # EOS: "a new document starts here"
     room = model.cfg.max_seq_len - len(ids)
     if room < 1:
@@ -199,7 +205,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     require_torch()
-    from curate.train.ablate import ablate, by_arm, format_seeds_table, format_table
+    from curate.train.ablate import ablate
+    from curate.train.ablate_report import by_arm, format_seeds_table, format_table
     from curate.train.config import load_config
 
     cfg = load_config(args.config, args.overrides)

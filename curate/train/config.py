@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -11,8 +10,9 @@ from typing import Any, Literal
 
 import yaml
 
-from curate.config.yamlcheck import LocatedYaml, apply_overrides, check_params, plain
+from curate.config.yamlcheck import LocatedYaml, check_params, plain
 from curate.errors import ConfigError
+from curate.yamlutil import check_keys, find_file, read_text, required_name, top_mapping
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -133,14 +133,8 @@ def bundled_names() -> list[str]:
 
 
 def find_config(name_or_path: str) -> Path:
-    p = Path(name_or_path)
-    if p.is_file():
-        return p
-    for candidate in (f"{name_or_path}.yaml", name_or_path):
-        if "/" not in name_or_path and (CONFIG_DIR / candidate).is_file():
-            return CONFIG_DIR / candidate
-    known = ", ".join(bundled_names()) or "none"
-    raise ConfigError(f"no training config '{name_or_path}'", hint=f"give a path, or a bundled config: {known}")
+    bundled = (CONFIG_DIR / f"{name_or_path}.yaml", CONFIG_DIR / name_or_path)
+    return find_file(name_or_path, bundled, bundled_names, "training config", "config")
 
 
 def load_config(
@@ -151,12 +145,7 @@ def load_config(
 ) -> TrainConfig:
     """Read, override (`--set train.lr=1e-3`) and validate a training config."""
     path = find_config(name_or_path)
-    file = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read training config {file}: {e}") from None
-    return parse_config(text, file, overrides, data, out)
+    return parse_config(read_text(path, "training config"), str(path), overrides, data, out)
 
 
 def parse_config(
@@ -168,18 +157,11 @@ def parse_config(
 ) -> TrainConfig:
     from curate.train.model import ModelConfig
 
-    doc = LocatedYaml(file, text)
-    raw = doc.data
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{file}: a training config is a mapping with name, data, tokenizer, model and train")
-    raw = copy.deepcopy(raw)
-    apply_overrides(raw, overrides or [], doc)
-    for key in raw:
-        if key not in _TOP_KEYS:
-            raise ConfigError(f"{doc.where(key)}: unknown key '{key}' (known: {', '.join(_TOP_KEYS)})")
-    name = raw.get("name")
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"{doc.where('name')}: 'name' must be a non-empty string")
+    doc, raw = top_mapping(
+        file, text, overrides, "a training config is a mapping with name, data, tokenizer, model and train"
+    )
+    check_keys(raw, doc, _TOP_KEYS)
+    name = required_name(raw, doc)
     if out is not None:
         raw["out"] = out
     if raw.get("out") is not None and not isinstance(raw["out"], str):

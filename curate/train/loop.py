@@ -269,15 +269,7 @@ def _train(
     model: torch.nn.Module = torch.compile(raw_model) if t.compile else raw_model
     peak = t.peak_flops or (peak_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None)
     n_params = raw_model.num_params()
-    log.info(
-        "%s: %s parameters, %s tokens/step, %d steps, %s, %s",
-        cfg.name,
-        f"{n_params:,}",
-        f"{t.tokens_per_step:,}",
-        t.steps,
-        device,
-        str(dtype).replace("torch.", ""),
-    )
+    _log_start(cfg, n_params, device, dtype)
     windows = _eval_windows({"val": index.stream("val"), **(eval_sets or {})}, t)
 
     def evaluate() -> None:
@@ -320,6 +312,20 @@ def _train(
         seconds=progress.seconds,
         tokens_per_s=progress.tokens / progress.seconds if progress.seconds else 0.0,
         mfu=mfu,
+    )
+
+
+def _log_start(cfg: TrainConfig, n_params: int, device: torch.device, dtype: torch.dtype) -> None:
+    """The run's size and where it runs, before its first step."""
+    t = cfg.train
+    log.info(
+        "%s: %s parameters, %s tokens/step, %d steps, %s, %s",
+        cfg.name,
+        f"{n_params:,}",
+        f"{t.tokens_per_step:,}",
+        t.steps,
+        device,
+        str(dtype).replace("torch.", ""),
     )
 
 

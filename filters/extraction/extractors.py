@@ -221,6 +221,7 @@ class HtmlExtractor(Mapper):
     input_columns: ClassVar[tuple[str, ...]] = ("html",)
     output_columns: ClassVar[dict[str, pa.DataType]] = {"text": pa.string()}
     drop_columns: ClassVar[tuple[str, ...]] = ("html",)
+    reasons: ClassVar[tuple[str, ...]] = ("no_html", "extraction_failed", "extraction_timeout", "empty_text")
 
     # Seconds one document may take (datatrove's default: 1); 0 or less: no limit.
     timeout: float = 1.0
@@ -346,18 +347,15 @@ class Trafilatura(HtmlExtractor):
         if self.deduplicate not in (True, False, "worker"):
             raise ConfigError(f"trafilatura: deduplicate must be true, false or worker, not {self.deduplicate!r}")
 
+    def preflight(self) -> None:
+        _import_trafilatura()
+
     def setup(self) -> None:
         super().setup()
-        try:
-            import trafilatura
-            from trafilatura.settings import DEFAULT_CONFIG
-        except ImportError as e:
-            err = MissingDependency("trafilatura", "web", what="the trafilatura stage")
-            if e.name != "trafilatura":  # installed, but one of its own imports fails (e.g. lxml_html_clean)
-                err.message = f"trafilatura cannot be imported: {e}"
-            err.hint = "reinstall curate (pip install -e .), which brings trafilatura and what it needs"
-            raise err from e
+        trafilatura = _import_trafilatura()
         from copy import deepcopy
+
+        from trafilatura.settings import DEFAULT_CONFIG
 
         config = deepcopy(DEFAULT_CONFIG)
         config.set("DEFAULT", "MIN_EXTRACTED_SIZE", str(self.min_extracted_size))
@@ -394,6 +392,19 @@ class Trafilatura(HtmlExtractor):
         )
 
 
+def _import_trafilatura() -> Any:
+    try:
+        import trafilatura
+        import trafilatura.settings  # noqa: F401
+    except ImportError as e:
+        err = MissingDependency("trafilatura", "web", what="the trafilatura stage")
+        if e.name != "trafilatura":  # installed, but one of its own imports fails (e.g. lxml_html_clean)
+            err.message = f"trafilatura cannot be imported: {e}"
+        err.hint = "reinstall curate (pip install -e .), which brings trafilatura and what it needs"
+        raise err from e
+    return trafilatura
+
+
 class Resiliparse(HtmlExtractor):
     """Main text with Resiliparse (Bevendorff et al. 2018), DCLM's extractor: several times faster than
     trafilatura, lower precision on trafilatura's benchmark (see bench/extraction_quality.py). Needs
@@ -410,15 +421,12 @@ class Resiliparse(HtmlExtractor):
     # Keep <pre>/<code> blocks verbatim.
     preserve_formatting: bool = True
 
+    def preflight(self) -> None:
+        _import_resiliparse()
+
     def setup(self) -> None:
         super().setup()
-        try:
-            from resiliparse.extract.html2text import extract_plain_text
-            from resiliparse.parse.html import HTMLTree
-        except ImportError as e:
-            raise MissingDependency("resiliparse", "fast", what="the resiliparse stage") from e
-        self._to_text = extract_plain_text
-        self._parse = HTMLTree.parse
+        self._to_text, self._parse = _import_resiliparse()
 
     def extract(self, html: str, url: str | None) -> str | None:
         tree = self._parse(html)
@@ -431,3 +439,13 @@ class Resiliparse(HtmlExtractor):
             list_bullets=self.list_bullets,
             preserve_formatting=self.preserve_formatting,
         )
+
+
+def _import_resiliparse() -> tuple[Any, Any]:
+    """(extract_plain_text, HTMLTree.parse), or MissingDependency with the install hint."""
+    try:
+        from resiliparse.extract.html2text import extract_plain_text
+        from resiliparse.parse.html import HTMLTree
+    except ImportError as e:
+        raise MissingDependency("resiliparse", "fast", what="the resiliparse stage") from e
+    return extract_plain_text, HTMLTree.parse

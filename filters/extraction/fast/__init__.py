@@ -2,28 +2,42 @@
 and within a point of its F1 (issue 14; bench/extraction_quality.py, bench/extraction_speed.py).
 
 How: parse with libxml2 (as trafilatura does), drop non-content elements and merge inline markup in C, cut the page
-into blocks (paragraphs, headings, list items, cells) in one pass (blocks.py), score each block with two small
-ensembles of oblivious trees in numpy (model.py: a first pass on the block's own features, a second that also sees
-the first pass's scores around it), and lay the kept blocks out as trafilatura's txt output does. The trees were
-trained (train.py) on half of the corpus sites only: on trafilatura's benchmark annotations where a page has them,
-on trafilatura's own output elsewhere; the other half is what the benchmarks report.
+into blocks (paragraphs, headings, list items, cells) in one pass (tree.py, over markup.py's element bits), score
+each block with two small ensembles of oblivious trees in numpy (featurize.py's columns; model.py: a first pass on
+the block's own features, a second that also sees the first pass's scores around it), and lay the kept blocks out
+as trafilatura's txt output does (layout.py). The trees were trained (train.py) on half of the corpus sites only:
+on trafilatura's benchmark annotations where a page has them, on trafilatura's own output elsewhere; the other half
+is what the benchmarks report.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
 from curate.errors import ConfigError
 from curate_filters.extraction.extractors import _FAILED, _WARMUP, HtmlExtractor
-from curate_filters.extraction.fast import blocks as _blocks
-from curate_filters.extraction.fast.blocks import context, features, parse, render, segment
+from curate_filters.extraction.fast import tree as _tree
+from curate_filters.extraction.fast.featurize import context, features
+from curate_filters.extraction.fast.layout import render
 from curate_filters.extraction.fast.model import Model, load_model
+from curate_filters.extraction.fast.tree import parse, segment
 
 log = logging.getLogger("curate.fast_extract")
 _told = False
+
+
+def _tell_if_not_compiled() -> None:
+    global _told
+    if _tree._compiled is None and not _told:
+        _told = True
+        log.warning(
+            "fast_extract: its compiled walk (_walk.pyx) is not built; the Python walk runs "
+            "instead (the same text, slower). Build it: pip install -e . (needs a C compiler)"
+        )
 
 
 class FastExtract(HtmlExtractor):
@@ -44,15 +58,14 @@ class FastExtract(HtmlExtractor):
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise ConfigError(f"fast_extract: threshold must be between 0 and 1, not {self.threshold}")
 
+    def preflight(self) -> None:
+        _tell_if_not_compiled()
+        if self.model is not None and not Path(self.model).is_file():
+            raise ConfigError(f"fast_extract: model file {self.model} not found")
+
     def setup(self) -> None:
-        global _told
         super().setup()
-        if _blocks._compiled is None and not _told:
-            _told = True
-            log.warning(
-                "fast_extract: its compiled walk (_walk.pyx) is not built; the Python walk runs "
-                "instead (the same text, slower). Build it: pip install -e . (needs a C compiler)"
-            )
+        _tell_if_not_compiled()
         self._model: Model = load_model(self.model)
         self._threshold = self._model.threshold if self.threshold is None else self.threshold
         self.extract(_WARMUP, None)  # numpy's first calls and the regex caches: not on a real page's time limit

@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
-"""blocks._walk in C: the same blocks and containers from the same lxml tree, read from libxml2's nodes instead of
+"""tree._walk in C: the same blocks and containers from the same lxml tree, read from libxml2's nodes instead of
 through lxml's element proxies (no proxy is made, no dict is keyed by element, no getparent() walks up).
 
 What it must match, and how:
@@ -10,12 +10,12 @@ What it must match, and how:
   the root element down to the current element is a stack, and the indexed part of it is always a prefix of it;
 - attributes: the first attribute of that name in no namespace (lxml's get, libxml2's xmlGetNsProp), its text
   children concatenated;
-- everything else (an element's bits, the text clean-up, the colspans) calls the Python code of blocks.py
-  that _walk calls too (_own_bits, _run_text, _span).
+- everything else (an element's bits, the text clean-up, the colspans) calls the Python code of markup.py
+  that _walk calls too (own_bits, run_text, span).
 
 A page with a node _walk would see differently (a comment, a processing instruction, an entity reference, an
 element in a namespace) is left to _walk: walk() returns None before it changes the tree. libxml2's HTML parser, as
-blocks.parse sets it up, makes none of them.
+tree.parse sets it up, makes none of them.
 """
 
 from cpython.unicode cimport PyUnicode_DecodeUTF8
@@ -26,10 +26,10 @@ from lxml.includes cimport tree
 from lxml.includes.etreepublic cimport _Element
 from lxml import etree
 
-import curate_filters.extraction.fast.blocks as B
+import curate_filters.extraction.fast.markup as M
 
 
-# the attributes blocks._element_bits reads, in its arguments' order after the tag
+# the attributes markup._element_bits reads, in its arguments' order after the tag
 cdef enum:
     N_ATTRS = 7
 cdef const char* ATTRS[N_ATTRS]
@@ -236,7 +236,7 @@ cdef class _Walk:
         i = self.path_cont[k] if k >= 0 else -1
         self.close_to(i)
         start = len(self.texts)
-        own_bits = B._own_bits
+        own_bits = M.own_bits
         for m in range(k + 1, at + 1):
             e = self.path[m]
             tag = self.names.tag(e)
@@ -264,7 +264,7 @@ cdef class _Walk:
                 bits |= cand
             cum = bits | self.c_cum[i] if i >= 0 else bits
             j = <int>self.n_c
-            self.add_container(e, (1 if cum & B._HIDDEN_BIT else 0) | (2 if tag == "pre" or cum & B._PRE_BIT else 0))
+            self.add_container(e, (1 if cum & M.HIDDEN_BIT else 0) | (2 if tag == "pre" or cum & M.PRE_BIT else 0))
             self.path_cont[m] = j
             self.c_tag.append(tag)
             self.c_cum.append(cum)
@@ -312,7 +312,7 @@ cdef class _Walk:
         flags = self.c_flags[owner]
         if flags & 1:
             return 0  # not shown by a browser
-        text = B._run_text(run, flags & 2)
+        text = M.run_text(run, flags & 2)
         if text:
             self.texts.append(text)
             self.owners.append(owner)
@@ -320,7 +320,7 @@ cdef class _Walk:
 
 
 def walk(body):
-    """What blocks._walk returns for `body` (after segment's first steps), or None for a page it leaves to it."""
+    """What tree._walk returns for `body` (after segment's first steps), or None for a page it leaves to it."""
     cdef tree.xmlNode* top = (<_Element?>body)._c_node
     cdef tree.xmlNode* n
     cdef tree.xmlNode* cur
@@ -331,7 +331,7 @@ def walk(body):
     if top == NULL:
         return None
     w = _Walk()
-    links = _links(top, w.names, B.BLOCK_TAGS)
+    links = _links(top, w.names, M.BLOCK_TAGS)
     if links is None:
         return None
     etree.strip_tags(body, "a", "br", "hr")
@@ -364,13 +364,13 @@ def walk(body):
         c_links = [links.get(<size_t>w.c_node[j]) for j in range(w.n_c)]
     else:
         c_links = [None] * w.n_c
-    # the tables (blocks._table_rows)
+    # the tables (tree._table_rows)
     c_tag, c_parent = w.c_tag, w.c_parent
     tables = sorted({c_parent[j] for j in range(w.n_c) if c_tag[j] == "tr" and c_parent[j] >= 0})
     table_rows = {}
     if tables:
         index = {<size_t>w.c_node[j]: j for j in range(w.n_c) if c_tag[j] in ("tr", "td", "th")}
-        span = B._span
+        span = M.span
         for t in tables:
             rows = []
             r = w.c_node[<Py_ssize_t>t].children

@@ -113,7 +113,7 @@ class Trees:
 @dataclass
 class Model:
     """Two passes: `first` scores blocks from their own features, `second` from those plus the first pass's view of
-    their surroundings (blocks.context)."""
+    their surroundings (featurize.context)."""
 
     feature_names: list[str]
     context_names: list[str]
@@ -139,7 +139,7 @@ class Model:
 
 def load_model(path: str | Path | None = None) -> Model:
     """The model at `path` (default: the one shipped in filters/data), checked against this code's feature list."""
-    from curate_filters.extraction.fast.blocks import context_names, feature_names
+    from curate_filters.extraction.fast.featurize import context_names, feature_names
 
     where = Path(path) if path else MODEL_PATH
     try:

@@ -14,7 +14,7 @@ GOLD_WEIGHT times the weight. So the model learns trafilatura's layout sense fro
 people where they looked.
 
 Model: two CatBoost ensembles of oblivious trees (logloss). The first reads a block's own features; the second
-also reads the first's scores around the block (blocks.context), computed out-of-fold (by site) so that it learns
+also reads the first's scores around the block (featurize.context), computed out-of-fold (by site) so that it learns
 from scores like those it will see on new pages. --cv first cross-validates the whole recipe by site on the
 tuning pages (5 folds) and picks the threshold with the best mean of the two benchmarks' F1 there (trafilatura's
 snippet F1 and Readability's token F1).
@@ -35,18 +35,11 @@ from pathlib import Path
 import numpy as np
 
 from curate_filters.extraction.extractors import decode_html
-from curate_filters.extraction.fast.blocks import (
-    Blocks,
-    context,
-    context_names,
-    feature_names,
-    features,
-    parse,
-    render,
-    segment,
-)
 from curate_filters.extraction.fast.corpus import TUNE, Page, all_pages, prf, snippet_counts, token_prf
+from curate_filters.extraction.fast.featurize import context, context_names, feature_names, features
+from curate_filters.extraction.fast.layout import render
 from curate_filters.extraction.fast.model import MODEL_PATH, Model, Trees
+from curate_filters.extraction.fast.tree import Blocks, parse, segment
 
 GOLD_WEIGHT = 3.0
 _WORD = re.compile(r"\w+")
