@@ -21,8 +21,14 @@ import pyarrow.compute as pc
 from curate.counting import Counting
 from curate.doc import Columns, Doc
 from curate.errors import StageError
+from curate.schema import COPIES  # noqa: F401  (the stage API's name for the column `repeat` and `mix` set)
 
+# A reason: snake_case words, optionally qualified with ':' '.' '-' (stage_error:dedup). Reasons key stats.json.
 _REASON = re.compile(r"^[a-z0-9][a-z0-9_:.\-]*$")
+# A placeholder in a declared reason whose real value varies: top_{n}_gram.
+_PLACEHOLDER = re.compile(r"\{[a-z_]*\}")
+# Methods the engine calls on a stage instance: a field of that name would hide them.
+_ENGINE_METHODS = ("setup", "preflight", "apply", "columns")
 
 
 class StageResult(NamedTuple):
@@ -30,6 +36,15 @@ class StageResult(NamedTuple):
 
     table: pa.Table
     reasons: pa.Array | None = None
+
+
+class StageColumns(NamedTuple):
+    """The columns of a configured stage (Stage.columns()): what it adds, keeps on rejected rows, removes, reads."""
+
+    output: dict[str, pa.DataType]
+    rejected: dict[str, pa.DataType]
+    drop: tuple[str, ...]
+    input: tuple[str, ...]
 
 
 @dataclass(kw_only=True)
@@ -51,10 +66,14 @@ class Stage(Counting):
     resources: ClassVar[dict[str, float]] = {}
     # True for stages that need to see every document (dedup); they run between streaming segments.
     is_global: ClassVar[bool] = False
+    # The reasons this stage can give, for `curate stages` and readers of stats.json: snake_case names; one whose
+    # value varies is written as a template, e.g. "top_{n}_gram". The engine checks the names it receives.
+    reasons: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # Every stage is a keyword-only dataclass, decorated or not: its annotated fields are its YAML keys.
         super().__init_subclass__(**kwargs)
+        _check_class_attributes(cls)
         declared = {k: v for k, v in cls.__dict__.items() if isinstance(v, dataclasses.Field)}
         dataclass(kw_only=True)(cls)
         # dataclass() removes field(default_factory=...) attributes from the class; put them back so that an
@@ -65,6 +84,17 @@ class Stage(Counting):
 
     def setup(self) -> None:
         """Load expensive state (a model, a word list). Called once per worker, before the first batch."""
+
+    def preflight(self) -> None:
+        """Cheap checks on the driver before any worker starts (a file exists, a package imports), raising the
+        errors setup() would raise, so that a run stops in seconds. Must not load a model: it runs on the instance
+        the driver plans with, which never runs setup()."""
+
+    def columns(self) -> StageColumns:
+        """The columns of this stage as configured; the engine reads them only through this method. By default the
+        class's declarations (output_columns, rejected_columns, drop_columns, input_columns); a stage whose columns
+        follow its parameters overrides it, e.g. `return super().columns()._replace(output={self.column: ...})`."""
+        return StageColumns(self.output_columns, self.rejected_columns, self.drop_columns, self.input_columns)
 
     def apply(self, batch: pa.Table) -> StageResult:
         raise NotImplementedError
@@ -94,6 +124,49 @@ class Stage(Counting):
                 default = REQUIRED
             out.append(Param(f.name, hints.get(f.name, Any), default))
         return out
+
+
+def _check_class_attributes(cls: type) -> None:
+    """A public class attribute of a stage must be annotated: `threshold = 0.5` is not a parameter (only annotated
+    attributes are fields), so that silent mistake is an error naming the fix. Methods, descriptors, nested classes
+    and names annotated here or on a base (name, output_columns, ...) are fine."""
+    annotated: set[str] = set()
+    for klass in cls.__mro__:
+        annotated.update(inspect.get_annotations(klass))
+    for attr, value in vars(cls).items():
+        if attr.startswith("_") or attr in annotated or _is_member(value):
+            continue
+        shown, kind = _short_repr(value), type(value).__name__
+        raise StageError(
+            f"stage class {cls.__qualname__}: class attribute '{attr} = {shown}' is not annotated, so it is not a "
+            "parameter",
+            hint=f"annotate it: `{attr}: {kind} = {shown}` to make it a parameter (a YAML key), or "
+            f"`{attr}: ClassVar[{kind}] = {shown}` for a constant",
+        )
+    own = inspect.get_annotations(cls)
+    for attr in _ENGINE_METHODS:
+        if attr in own and not _is_classvar(own[attr]):
+            raise StageError(
+                f"stage class {cls.__qualname__}: a parameter cannot be called '{attr}' (a method of every stage)",
+                hint="rename the parameter",
+            )
+
+
+def _is_member(value: Any) -> bool:
+    """Methods and other descriptors (classmethod, staticmethod, property, cached_property), nested classes and
+    dataclass fields: not plain class data."""
+    return inspect.isroutine(value) or isinstance(value, (type, dataclasses.Field)) or hasattr(type(value), "__get__")
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _is_classvar(annotation: Any) -> bool:
+    if isinstance(annotation, str):
+        return annotation.startswith(("ClassVar", "typing.ClassVar"))
+    return typing.get_origin(annotation) is ClassVar or annotation is ClassVar
 
 
 class _Required:
@@ -164,9 +237,10 @@ class Mapper(Stage):
         """Batch form: return the rewritten table (same rows, same order), optionally with reasons."""
         cols = Columns(batch)
         reasons = [self.map(doc) for doc in cols.docs()]
+        declared = self.columns()
         table = batch
         for name, values in cols.updates.items():
-            dtype = self.output_columns.get(name)
+            dtype = declared.output.get(name)
             if dtype is None and name in table.column_names:
                 dtype = table.schema.field(name).type
             if dtype is None:
@@ -177,7 +251,7 @@ class Mapper(Stage):
             arr = pa.array(values, dtype)
             idx = table.schema.get_field_index(name)
             table = table.set_column(idx, name, arr) if idx >= 0 else table.append_column(name, arr)
-        for name in self.drop_columns:
+        for name in declared.drop:
             if name in table.column_names:
                 table = table.drop_columns([name])
         return table, reasons
@@ -367,6 +441,24 @@ def mapper(
     return wrap(fn) if fn is not None else wrap
 
 
-def check_reason(reason: str) -> bool:
-    """Reasons are snake_case words (optionally with ':' qualifiers) so that they are stable keys in stats."""
-    return bool(_REASON.match(reason))
+# -- reasons -------------------------------------------------------------------------------------------------------
+
+
+def valid_reason(reason: str, template: bool = False) -> bool:
+    """Reasons are snake_case words (optionally with ':' '.' '-' qualifiers) so that they are stable keys in stats;
+    with `template`, a declared reason may hold placeholders ({n}) where its value varies."""
+    return bool(_REASON.fullmatch(_PLACEHOLDER.sub("0", reason) if template else reason))
+
+
+def check_reasons(sid: str, reasons: pa.Array | pa.ChunkedArray) -> None:
+    """Raise StageError naming the stage unless every reason it gave is a valid name. Looks at the distinct values
+    only (a batch holds a handful), so it costs little beside the stage."""
+    if reasons.null_count == len(reasons):
+        return
+    for reason in pc.unique(reasons).to_pylist():
+        if reason is not None and not (isinstance(reason, str) and _REASON.fullmatch(reason)):
+            raise StageError(
+                f"stage '{sid}' gave the reason {reason!r}, which is not a snake_case name",
+                hint="a reason is lower-case words joined by '_' (qualifiers after ':', '.' or '-'), e.g. too_short; "
+                "reasons are the keys of stats.json",
+            )

@@ -8,6 +8,7 @@ import importlib.util
 import os
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,19 @@ class StageSpec:
     line: int | None = None
 
     def build(self) -> Stage:
+        """A new instance of the stage: each worker builds its own, and sets it up there."""
         return self.cls(**self.params)
+
+    @cached_property
+    def stage(self) -> Stage:
+        """The stage built once on the driver, for validation, planning, schemas and preflight(); setup() never runs
+        on it, and it is not shipped to workers (see __getstate__)."""
+        return self.build()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("stage", None)  # workers build their own instance
+        return state
 
 
 @dataclass
@@ -297,7 +310,7 @@ def _load_stage(raw: Any, i: int, doc: LocatedYaml, seen: set[str]) -> StageSpec
         raise ConfigError(f"{doc.where('stages', i, 'resources')}: {label}: resources: {e}") from None
     spec = StageSpec(sid, uses, cls, params, {**cls.resources, **res}, doc.lines.get(("stages", i)))
     try:
-        spec.build()  # a stage may validate its parameters in __post_init__
+        _ = spec.stage  # built once here (and cached): a stage may validate its parameters in __post_init__
     except CurateError as e:
         raise ConfigError(f"{where}: {label} ({uses}): {e.message}", hint=e.hint) from None
     except (TypeError, ValueError) as e:

@@ -96,10 +96,10 @@ def stage_schemas(pipeline: Pipeline) -> tuple[dict[str, pa.Schema], pa.Schema]:
     schema = pipeline.input.schema()
     out: dict[str, pa.Schema] = {INPUT_STAGE: schema}
     for spec in pipeline.stages:
-        # Read from the built stage, not its class: a stage's columns may follow its parameters (a score column
-        # named in YAML); for every other stage the instance simply shows its class's declarations.
-        stage = spec.build()
-        missing = [c for c in stage.input_columns if c not in schema.names]
+        # From the built stage, not its class: a stage's columns may follow its parameters (a score column named in
+        # YAML).
+        columns = spec.stage.columns()
+        missing = [c for c in columns.input if c not in schema.names]
         if missing:
             raise ConfigError(
                 f"{pipeline.file}:{spec.line or '?'}: stage '{spec.id}' ({spec.uses}) needs column(s) "
@@ -110,8 +110,8 @@ def stage_schemas(pipeline: Pipeline) -> tuple[dict[str, pa.Schema], pa.Schema]:
                 else None,
             )
         out[spec.id] = schema
-        keep = [f for f in schema if f.name not in stage.drop_columns and f.name not in stage.output_columns]
-        schema = pa.schema(keep + [pa.field(n, t) for n, t in stage.output_columns.items()])
+        keep = [f for f in schema if f.name not in columns.drop and f.name not in columns.output]
+        schema = pa.schema(keep + [pa.field(n, t) for n, t in columns.output.items()])
     return out, schema
 
 
@@ -119,7 +119,7 @@ def rejected_schemas(pipeline: Pipeline, schemas: dict[str, pa.Schema]) -> dict[
     """The schema of each stage's rejected rows: as they entered the stage, plus its rejected_columns."""
     out = dict(schemas)
     for spec in pipeline.stages:
-        declared = spec.build().rejected_columns
+        declared = spec.stage.columns().rejected
         extra = [pa.field(n, t) for n, t in declared.items() if n not in schemas[spec.id].names]
         if extra:
             out[spec.id] = pa.schema(list(schemas[spec.id]) + extra)

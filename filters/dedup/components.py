@@ -20,7 +20,6 @@ import pyarrow.compute as pc
 from curate.errors import StageError
 from curate.stage import Table
 
-EDGE_SCHEMA = pa.schema([("u", pa.string()), ("v", pa.string())])
 _CHANGED = "changed"
 MAX_ROUNDS = 100  # Kiveris et al. prove O(log^2 n) rounds; real graphs take under ten
 

@@ -37,6 +37,7 @@ class ExactDedup(GroupFilter):
     """Exact dedup of identical text (case, Unicode form and whitespace normalised); keeps the smallest id."""
 
     name = "exact_dedup"
+    reasons = ("duplicate_text",)
     # Compare NFKC, case-folded, whitespace-collapsed text; false compares the raw text.
     normalize: bool = True
 
@@ -56,6 +57,7 @@ class UrlDedup(GroupFilter):
     As datatrove's UrlDedup with its default priority (longer documents win); ties go to the smallest id."""
 
     name = "url_dedup"
+    reasons = ("duplicate_url",)
     input_columns = ("url", "text")
 
     def key_batch(self, batch: pa.Table) -> pa.Array:

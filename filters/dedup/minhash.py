@@ -23,7 +23,7 @@ from curate.errors import ConfigError, InputError, StageError
 from curate.io.base import join as join_path
 from curate.io.base import open_input
 from curate.stage import Docs, GlobalStage, Table
-from curate.text import canonical_language, check_splitter, simplify_text, tokenizer
+from curate.text import canonical_language, check_splitter, require_splitter, simplify_text, tokenizer
 from curate_filters.dedup import minhash_math as mm
 from curate_filters.dedup import minhash_steps as steps
 from curate_filters.dedup.components import connected_components, stars_in_memory
@@ -86,6 +86,7 @@ class MinHash(GlobalStage):
     output_columns = {"dedup_cluster": pa.string(), "dedup_cluster_size": pa.int64()}
     rejected_columns = {"duplicate_of": pa.string(), "duplicate_index": pa.string()}
     input_columns = ("id", "text")
+    reasons = (steps.NEAR, steps.NEAR_INDEXED)
 
     # Words per shingle (after datatrove's simplify_text); a document with fewer words is one shingle.
     ngram: int = 5
@@ -214,6 +215,9 @@ class MinHash(GlobalStage):
         return write, list(against)
 
     # -- per batch: signatures, band keys, node keys -------------------------------------------------------------
+    def preflight(self) -> None:
+        require_splitter(self.plan.word_splitter)
+
     def setup(self) -> None:
         # spaCy's rules compile into large regular expressions: build them once per worker
         tokenizer(self.plan.language, self.plan.word_splitter)

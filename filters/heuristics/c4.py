@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from curate.errors import StageError
 from curate.stage import Filter, Mapper
-from curate.text import canonical_language, check_splitter, tokenizer
+from curate.text import canonical_language, check_splitter, require_splitter, tokenizer
 from curate_filters.heuristics.common import doc_tokenizers, texts
 
 CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
@@ -34,6 +34,7 @@ class C4Quality(Mapper):
     """
 
     name = "c4_quality"
+    reasons = ("lorem_ipsum", "curly_bracket", "too_few_sentences")
     # True (C4): one line per "\n"; false: work on sentences and join the kept ones with spaces.
     split_paragraph: bool = True
     # Remove Wikipedia-style citation marks ([1], [edit], [citation needed]) from lines.
@@ -55,6 +56,9 @@ class C4Quality(Mapper):
     # A named word splitter for the languages it serves (curate.text.SPLITTERS; 'kiwi': Korean morphemes, needs
     # curate[korean]); null: the language's default (Korean: eojeol).
     word_splitter: str | None = None
+
+    def preflight(self) -> None:
+        require_splitter(self.word_splitter)
 
     def setup(self) -> None:
         # spaCy's rules compile into large regular expressions: build them once per worker, not in a batch.
@@ -194,6 +198,7 @@ class C4BadWords(Filter):
     its language (column `language`, else `default_language`). Reason: badwords."""
 
     name = "c4_badwords"
+    reasons = ("badwords",)
     # Keep this fraction of pages that contain bad words (drawn per document id, so reruns agree).
     keep_fraction: float = 0.0
     # Stop the run on a document whose language has no list; false keeps such documents (counted).
@@ -202,6 +207,14 @@ class C4BadWords(Filter):
     default_language: str = "en"
     # A word list (one per line) to use for every language instead of the shipped lists.
     badwords_file: str | None = None
+
+    def preflight(self) -> None:
+        # the error the first document would meet: no list for its language, the file given not being one
+        if self.badwords_file and self.fail_on_missing_language and not Path(self.badwords_file).is_file():
+            raise StageError(
+                f"c4_badwords: badwords_file '{self.badwords_file}' is not a file",
+                hint="give a word list (one word a line), or leave badwords_file null for the shipped lists",
+            )
 
     def reject_batch(self, batch: pa.Table) -> list[str | None]:
         if "language" in batch.column_names:

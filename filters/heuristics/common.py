@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 import pyarrow as pa
 
 from curate.stage import Filter
-from curate.text import WordTokenizer, check_splitter, tokenizer
+from curate.text import WordTokenizer, check_splitter, require_splitter, tokenizer
 
 # datatrove.utils.text.PUNCTUATION plus its TERMINAL_PUNCTUATION (PUNCTUATION_SET): a "symbol word" (Gopher) is a
 # token made only of these. Copied rather than imported: datatrove is not a dependency of curate.
@@ -51,6 +51,9 @@ class WordFilter(Filter):
 
     Subclasses declare a `language` field (null: each document's `language` column), may declare `word_splitter`
     (a name in curate.text.SPLITTERS), and implement check()."""
+
+    def preflight(self) -> None:
+        require_splitter(getattr(self, "word_splitter", None))
 
     def setup(self) -> None:
         # spaCy's rules compile into large regular expressions: build them once per worker, not in a batch.

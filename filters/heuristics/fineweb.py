@@ -17,6 +17,7 @@ class FineWebQuality(WordFilter):
     """
 
     name = "fineweb_quality"
+    reasons = ("empty", "line_punct_ratio", "short_line_ratio", "char_dup_ratio", "list_ratio")
     # Reject when fewer than this fraction of non-empty lines end in terminal punctuation.
     line_punct_thr: float = 0.12
     # Do not reject documents where no line at all ends in punctuation.

@@ -178,6 +178,15 @@ class GopherRepetition(WordFilter):
     """
 
     name = "gopher_repetition"
+    reasons = (
+        "empty",
+        "dup_para_frac",
+        "dup_para_char_frac",
+        "dup_line_frac",
+        "dup_line_char_frac",
+        "top_{n}_gram",
+        "duplicated_{n}_n_grams",
+    )
     # Fraction of paragraphs / lines that repeat an earlier one.
     dup_line_frac: float | None = 0.3
     dup_para_frac: float | None = 0.3
@@ -278,6 +287,7 @@ class GopherQuality(WordFilter):
     """
 
     name = "gopher_quality"
+    reasons = tuple(DATATROVE_QUALITY_REASONS)
     # Old (datatrove) parameter names a pipeline file may still use -> the current ones.
     aliases: ClassVar[dict[str, str]] = {"max_non_alpha_words_ratio": "min_alpha_words_ratio"}
     min_doc_words: int | None = 50

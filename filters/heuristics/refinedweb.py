@@ -45,6 +45,7 @@ class RefinedWebLines(Mapper):
     are counters (lines_removed_<why>, lines_edited)."""
 
     name = "refinedweb_lines"
+    reasons = ("too_many_words_removed",)
     # Drop lines whose letters are more than this fraction uppercase (navigation, shouting); null disables.
     max_uppercase_ratio: float | None = 0.5
     # Drop lines made only of digits and number punctuation.

@@ -197,6 +197,14 @@ class URLFilter(Filter):
 
     name: ClassVar[str] = "url_filter"
     input_columns: ClassVar[tuple[str, ...]] = ("url",)
+    reasons: ClassVar[tuple[str, ...]] = (
+        "blocklisted_domain",
+        "blocklisted_url",
+        "banned_word",
+        "soft_banned_words",
+        "banned_subword",
+        "no_url",
+    )
 
     # Reject when at least this many distinct soft-banned words are in the URL.
     soft_word_threshold: int = 2
@@ -224,6 +232,21 @@ class URLFilter(Filter):
                 hint="give a text file of domains, a UT1 directory (domains, urls) or a .tar.gz, or blocklist: auto",
             )
 
+    def preflight(self) -> None:
+        self._source()  # where the domain blocklist comes from (its warning when there is none), not its contents
+
+    def _source(self) -> Path | None:
+        """The domain blocklist's file, or None (with a warning when `auto` finds none)."""
+        if self.blocklist == "auto":
+            source = locate_datatrove_ut1() if self.use_integrated_lists else None
+            if source is None and self.use_integrated_lists:
+                log.warning(
+                    "url_filter: no domain blocklist found (blocklist: auto looks for the UT1 list that datatrove's "
+                    "package ships); filtering on URL words only. Give blocklist: PATH to use your own."
+                )
+            return source
+        return Path(os.path.expanduser(self.blocklist)) if self.blocklist else None
+
     def setup(self) -> None:
         integrated = self.use_integrated_lists
         self._banned = read_list(self.banned_words) | (_vendored("banned_words") if integrated else set())
@@ -234,16 +257,7 @@ class URLFilter(Filter):
         )
         domains = np.zeros(0, np.uint64)
         urls = np.zeros(0, np.uint64)
-        source: Path | None = None
-        if self.blocklist == "auto":
-            source = locate_datatrove_ut1() if integrated else None
-            if source is None and integrated:
-                log.warning(
-                    "url_filter: no domain blocklist found (blocklist: auto looks for the UT1 list that datatrove's "
-                    "package ships); filtering on URL words only. Give blocklist: PATH to use your own."
-                )
-        elif self.blocklist:
-            source = Path(os.path.expanduser(self.blocklist))
+        source = self._source()
         if source is not None:
             domains, urls = load_blocklist(source)
         extra_d = _hashes(d for d in (_clean_domain(x) for x in self.extra_domains) if d)

@@ -15,7 +15,6 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +52,11 @@ def _fasttext() -> Any:
         err.hint = "pip install fasttext-numpy2"
         raise err from e
     return fasttext
+
+
+def require_fasttext() -> None:
+    """Raise MissingDependency (with the install hint) unless fastText imports; loads no model."""
+    _fasttext()
 
 
 def load_model(path: str | os.PathLike[str]) -> Any:
@@ -470,13 +474,3 @@ def train_classifier(
         heldout=held,
         seconds=round(time.perf_counter() - t0, 3),
     )
-
-
-# -- report --------------------------------------------------------------------------------------------------------
-
-
-def iter_scores(model_path: str, texts: list[str], label: str = "hq", batch: int = 1000) -> Iterator[np.ndarray]:
-    """Scores of `texts` in batches, as the quality_score stage computes them (for notebooks and benches)."""
-    scorer = Scorer(load_model(model_path), label)
-    for i in range(0, len(texts), batch):
-        yield scorer(texts[i : i + batch])

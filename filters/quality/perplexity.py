@@ -4,13 +4,15 @@ a small LLaMA trained by `curate train` on reference text, and the buckets come 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pyarrow as pa
 
 from curate.errors import ConfigError, CurateError, StageError
-from curate.stage import Mapper
+from curate.stage import Mapper, StageColumns
 from curate_filters.heuristics.common import texts
-from curate_filters.quality.score import _check_column_name, _set_column
+from curate_filters.sampling.common import check_column_name, set_column
 
 
 class Perplexity(Mapper):
@@ -23,6 +25,7 @@ class Perplexity(Mapper):
     pool on GPUs (bf16 autocast there)."""
 
     name = "perplexity"
+    reasons = ()
     # A run directory of `curate train` (or its ckpt.pt): weights and tokenizer both come from the checkpoint.
     model: str
     column: str = "perplexity"
@@ -36,12 +39,27 @@ class Perplexity(Mapper):
     threads: int = 1
 
     def __post_init__(self) -> None:
-        _check_column_name(self.column, "column")
+        check_column_name(self.column, "column")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise ConfigError(f"perplexity: max_tokens must be at least 1 (or null), not {self.max_tokens}")
         if self.batch_size < 1 or self.threads < 1:
             raise ConfigError("perplexity: batch_size and threads must be at least 1")
-        self.output_columns = {self.column: pa.float64()}  # type: ignore[misc]  # named in YAML: per instance
+
+    def columns(self) -> StageColumns:
+        return super().columns()._replace(output={self.column: pa.float64()})  # the column is named in YAML
+
+    def preflight(self) -> None:
+        # torch, and a checkpoint where `model` points; reading the checkpoint waits for the workers
+        from curate.train import require_torch
+
+        require_torch()
+        from curate.train.checkpoint import CHECKPOINT
+
+        path = os.path.join(self.model, CHECKPOINT) if os.path.isdir(self.model) else self.model
+        if not os.path.exists(path):
+            raise StageError(
+                f"perplexity: no checkpoint at '{path}'", hint="give a run directory made by `curate train`"
+            )
 
     def setup(self) -> None:
         from curate.train import require_torch
@@ -67,7 +85,7 @@ class Perplexity(Mapper):
         nll, count = self.losses(texts(batch))
         with np.errstate(divide="ignore", invalid="ignore"):
             ppl = np.exp(np.minimum(nll / count, 700.0))
-        return _set_column(batch, self.column, pa.array(ppl, pa.float64(), mask=count == 0))
+        return set_column(batch, self.column, pa.array(ppl, pa.float64(), mask=count == 0))
 
     def _encode(self, docs: list[str]) -> list[list[int]]:
         """Token ids of each document, at most max_tokens of them. Only a prefix of a long document is tokenized
