@@ -1,13 +1,16 @@
-"""The ledger: input counts, stage timings and progress while a run goes.
+"""The ledger: input counts, stage figures and stage errors while a run goes, for the live progress view.
 
-Standard library only, and so is `curate/__init__`, so that the Ray actor holding it (curate.engine.ray) starts
-without importing pyarrow, numpy and the stage API: on a small machine that process starts while the map workers do,
-and takes CPU from them.
+Standard library only (with curate.output.figures, and so is `curate/__init__`), so that the Ray actor holding it
+(curate.engine.ray) starts without importing pyarrow, numpy and the stage API: on a small machine that process
+starts while the map workers do, and takes CPU from them. stats.json does not come from here but from the commit
+records (exact under retries); the ledger is what a run has seen so far.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from curate.output.figures import Figures
 
 
 class Ledger:
@@ -16,31 +19,20 @@ class Ledger:
 
     def __init__(self) -> None:
         self.units: dict[str, int] = {}
-        self.stages: dict[str, dict[str, Any]] = {}
+        self.figures = Figures()
         self.errors: dict[str, int] = {}
 
     def unit_done(self, key: str, docs: int) -> None:
         self.units[key] = docs
 
-    def stage_batch(
-        self, stage: str, docs_in: int, rejected: dict[str, int], seconds: float, counters: dict[str, int]
-    ) -> None:
-        s = self.stages.setdefault(stage, {"docs_in": 0, "rejected": {}, "seconds": 0.0, "counters": {}})
-        s["docs_in"] += docs_in
-        s["seconds"] += seconds
-        for k, v in rejected.items():
-            s["rejected"][k] = s["rejected"].get(k, 0) + v
-        for k, v in counters.items():
-            s["counters"][k] = s["counters"].get(k, 0) + v
-
-    def stage_batches(self, figures: list[tuple[str, int, dict[str, int], float, dict[str, int]]]) -> None:
-        """stage_batch for each stage of one batch through a segment: one call (one message on Ray) per batch."""
-        for figure in figures:
-            self.stage_batch(*figure)
+    def add(self, figures: Figures) -> None:
+        """The figures of one batch through a segment (one call, one message on Ray, per batch)."""
+        self.figures.add(figures)
 
     def add_errors(self, stage: str, n: int) -> int:
         self.errors[stage] = self.errors.get(stage, 0) + n
         return sum(self.errors.values())
 
     def snapshot(self) -> dict[str, Any]:
-        return {"units": dict(self.units), "stages": self.stages, "errors": dict(self.errors)}
+        """{"units": {key: docs}, "stages": {stage: StageFigures}, "errors": {stage: n}}."""
+        return {"units": dict(self.units), "stages": dict(self.figures.stages), "errors": dict(self.errors)}

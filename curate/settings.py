@@ -1,6 +1,6 @@
 """The `output:` and `engine:` sections of a pipeline file, as plain dataclasses.
 
-They live apart from curate.config so that the writer (curate.run.sink) can take an Output without importing the
+They live apart from curate.config so that the writer (curate.output.sink) can take an Output without importing the
 config loader, which itself reaches the readers in curate.io."""
 
 from __future__ import annotations

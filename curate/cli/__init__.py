@@ -24,7 +24,7 @@ SUBCOMMAND_MODULES = (
     "curate.samples",
     "curate.train.cli",
     "curate.cli.cluster",
-    "curate.run.verify",
+    "curate.output.verify",
     "curate.report",
 )
 COMMAND_GROUP = "curate.commands"
@@ -135,8 +135,8 @@ def _stop_ray() -> None:
 
 def interrupted_line(signum: int, out: str, command_line: list[str] | None) -> str:
     """One line for an interrupted run: the signal, what the run state says is committed, the command that resumes."""
-    from curate.run import sink
-    from curate.run.state import RunState
+    from curate.output import sink
+    from curate.output.state import RunState
 
     name = signal.Signals(signum).name
     argv = [a for a in (command_line if command_line is not None else sys.argv[1:]) if a not in _ONCE_FLAGS]
@@ -167,7 +167,7 @@ _ONCE_FLAGS = ("--overwrite", "--take-over")
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from curate import config
-    from curate.engine.segment import plan_segments, stage_schemas
+    from curate.engine.plan import plan_segments, stage_schemas
 
     pipeline = config.load(args.pipeline, args.overrides, args.input, args.output)
     _, kept = stage_schemas(pipeline)
@@ -210,7 +210,7 @@ def cmd_stages(args: argparse.Namespace) -> int:
             }
             for p in cls.params()
         ]
-        rows.append({"name": name, "kind": kind, "doc": cls.summary(), "params": params})
+        rows.append({"name": name, "kind": kind, "doc": cls.summary(), "reasons": list(cls.reasons), "params": params})
     if args.json:
         print(json.dumps(rows, indent=2, default=repr))
         return 0
@@ -219,6 +219,7 @@ def cmd_stages(args: argparse.Namespace) -> int:
             print(f"{row['name']}: cannot load ({row['error']})")
             continue
         print(f"{row['name']}  ({row['kind']})  {row['doc']}")
+        print(f"    reasons: {', '.join(row['reasons']) or 'none (rejects nothing)'}")
         for p in row["params"]:
             default = "required" if p["required"] else f"default {p['default']!r}"
             print(

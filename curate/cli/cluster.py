@@ -1,4 +1,4 @@
-"""Running on a Ray cluster: `curate submit` (Ray's job submission API); `curate verify` lives in curate.run.verify.
+"""Running on a Ray cluster: `curate submit` (Ray's job submission API); `curate verify` lives in curate.output.verify.
 
 `curate submit PIPELINE --address http://HEAD:8265` validates the pipeline here, uploads the working directory (your
 pipeline file and your own stage modules) through the job's runtime environment, runs `curate run` on the cluster,

@@ -14,7 +14,7 @@ Everywhere else (a cluster, `ray start`, a Ray that curate did not start) Ray Da
 
 These are Ray Data's internals (its `ClusterAutoscaler` interface is a DeveloperAPI; the names it is reached by are
 not): `install()` checks for each, and changes nothing where one is missing, so a Ray release that moves them runs
-as before, only without the saving. tests/test_embedded_ray.py fails when that happens, so that it is noticed.
+as before, only without the saving. tests/engine/test_embedded_ray.py fails when that happens, so that it is noticed.
 """
 
 from __future__ import annotations

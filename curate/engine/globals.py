@@ -12,36 +12,29 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.errors import StageError
-from curate.run.sink import SIDE_DIR, put_parquet
-from curate.schema import ID, REASON, RESERVED, STAGE, UNIT
-from curate.stage import Stage
+from curate.output.figures import Figures
+from curate.output.sink import SideWriter
+from curate.schema import ID, REASON, RESERVED, STAGE, UNIT, split_live
+from curate.stage import Stage, check_reasons
 
 
 def live_only(fn: Callable[[pa.Table], pa.Table], reporter: Any, sid: str) -> Callable[[pa.Table], pa.Table]:
     """Apply fn to the live rows of a batch; rows rejected earlier pass through untouched."""
 
     def wrapped(batch: pa.Table) -> pa.Table:
-        reasons = batch.column(REASON)
-        if reasons.null_count == batch.num_rows:
-            live, dead = batch, None
-        else:
-            alive = pc.is_null(reasons)
-            live, dead = batch.filter(alive), batch.filter(pc.invert(alive))
-        if live.num_rows == 0:
+        split = split_live(batch)
+        if split.body.num_rows == 0:
             return _drop_temporary(batch)
         t0 = time.perf_counter()
-        meta = live.select(list(RESERVED))
-        body = live.drop_columns(list(RESERVED))
-        out = fn(body)
-        if out.num_rows != body.num_rows:
-            raise StageError(f"global stage '{sid}' returned {out.num_rows} rows for {body.num_rows}")
-        reporter.stage_batch(sid, 0, {}, time.perf_counter() - t0, {})
+        out = fn(split.body)
+        if out.num_rows != split.body.num_rows:
+            raise StageError(f"global stage '{sid}' returned {out.num_rows} rows for {split.body.num_rows}")
+        figures = Figures()
+        figures.stage(sid).seconds = time.perf_counter() - t0
+        reporter.add(figures)
         # fn keeps rows in order (the Docs contract), so the engine's columns line up again by position
-        for name in RESERVED:
-            out = out.append_column(name, meta.column(name))
-        if dead is None or dead.num_rows == 0:
-            return out
-        return pa.concat_tables([out, _drop_temporary(dead)], promote_options="permissive")
+        dead = None if split.dead is None else _drop_temporary(split.dead)
+        return split._replace(dead=dead).join(out)
 
     return wrapped
 
@@ -56,7 +49,8 @@ def _drop_temporary(batch: pa.Table) -> pa.Table:
 def finish_global(batch: pa.Table, stage: Stage, sid: str, input_names: frozenset[str]) -> pa.Table:
     """Turn a global stage's `reason` column into rejections; check that it added only declared columns (its
     output_columns and rejected_columns) and cast them to their declared types."""
-    declared = {**stage.output_columns, **stage.rejected_columns}
+    columns = stage.columns()
+    declared = {**columns.output, **columns.rejected}
     extra = [
         c
         for c in batch.column_names
@@ -73,6 +67,7 @@ def finish_global(batch: pa.Table, stage: Stage, sid: str, input_names: frozense
     if "reason" in batch.column_names:
         why = batch.column("reason")
         if why.null_count != batch.num_rows:
+            check_reasons(sid, why)
             new = pc.and_(pc.is_valid(why), pc.is_null(batch.column(REASON)))
             reason = pc.if_else(new, why, batch.column(REASON))
             stage_col = pc.if_else(new, pa.scalar(sid, pa.string()), batch.column(STAGE))
@@ -123,37 +118,6 @@ def concat(tables: list[pa.Table]) -> pa.Table:
     if not tables:
         return pa.table({})
     return pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
-
-
-class SideWriter:
-    """Writes one side table of a global stage as Parquet parts and records them in the run state, so that the
-    files are listed in the manifest and a redone phase replaces them (same names) instead of adding to them.
-
-    Inside the output the parts go to OUT/side/<stage>/<name>/; with an external `path` they go there, and
-    `path/_manifest.json` (files, rows, sha256, the stage's metadata) is written last, when the run finishes."""
-
-    def __init__(self, state: Any, output: Any, phase: int, sid: str, name: str, path: str | None) -> None:
-        self.state = state
-        self.output = output
-        self.phase = phase
-        self.sid = sid
-        self.name = name
-        self.path = path
-        self.rel = f"{SIDE_DIR}/{sid}/{name}"
-
-    def write(self, tables: Any, task: int) -> dict[str, Any]:
-        parts = [t for t in tables if t.num_rows]
-        if not parts:
-            return {"files": []}
-        table = concat(parts)
-        root = self.path or self.output.path
-        rel = f"part-{task:05d}.parquet" if self.path else f"{self.rel}/part-{task:05d}.parquet"
-        info = put_parquet(root, rel, table, self.output.compression, self.output.compression_level)
-        info.update(kind="side", stage=self.sid, name=self.name)
-        if self.path:
-            info["root"] = self.path
-        self.state.side_commit(self.phase, self.sid, self.name, task, info, self.path)
-        return info
 
 
 class GlobalContext:

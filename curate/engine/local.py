@@ -10,16 +10,18 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.config import Pipeline
 from curate.engine.globals import GlobalContext, concat, drop_null_keys, join_by, live_only, run_global
-from curate.engine.segment import Phase, SegmentRunner, UnitSkip, read_unit
+from curate.engine.plan import Phase
+from curate.engine.read import read_unit
+from curate.engine.segment import SegmentRunner
 from curate.io.base import Reader, ReadUnit, expand_paths
 from curate.ledger import Ledger
-from curate.run.sink import ShardWriter
-from curate.schema import REASON, RESERVED, UNIT
+from curate.output.resume import UnitSkip
+from curate.output.sink import ShardWriter
+from curate.schema import UNIT, split_live
 from curate.stage import Stage
 
 
@@ -72,11 +74,11 @@ class LocalDocs:
     def partition_by(self, key: str, fn: Callable[[pa.Table], pa.Table]) -> LocalDocs:
         if not self.tables:
             return self
-        whole = concat(self.tables)
-        alive = pc.is_null(whole.column(REASON))
-        live, dead = whole.filter(alive), whole.filter(pc.invert(alive))
+        split = split_live(concat(self.tables))
         # One partition holds every key group; a stage must decide each group on its own, so the Ray runner's
         # many partitions give the same result.
+        live = split.join(split.body)
+        dead = split.dead if split.dead is not None else live.schema.empty_table()
         return LocalDocs([self._live(fn)(live), dead], self.ctx)
 
     def derive(self, fn: Callable[[pa.Table], pa.Table]) -> LocalTable:
@@ -92,8 +94,8 @@ class LocalDocs:
 
     def derive_units(self, fn: Callable[[pa.Table], pa.Table]) -> LocalTable:
         """derive() for the engine itself: the live documents with their read unit."""
-        tables = [t.filter(pc.is_null(t.column(REASON))) for t in self.tables]
-        return LocalTable([fn(t.drop_columns([c for c in RESERVED if c != UNIT])) for t in tables if t.num_rows])
+        bodies = [split_live(t, keep=(UNIT,)).body for t in self.tables]
+        return LocalTable([fn(b) for b in bodies if b.num_rows])
 
     def join(self, table: LocalTable, on: str = "id") -> LocalDocs:
         right = table.collect()

@@ -1,7 +1,8 @@
 """The output: kept shards in OUT/data, rejected ones in OUT/rejected/<stage>, a manifest, stats, _SUCCESS.
 
 Shards are written under a temporary name and renamed when complete, so a crash never leaves a half shard that
-looks whole; the manifest (names, row counts, SHA-256) written at the end is what makes a shard part of the output.
+looks whole. A bundle's shards count once its commit record (curate.output.state) is written, last and atomically;
+the manifest (names, row counts, SHA-256) written when the run finishes lists what the commit records hold.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from fsspec.core import url_to_fs
 
 from curate.errors import OutputError
 from curate.io.base import join  # noqa: F401  (re-exported: sink.join is used by the engine and the CLI)
-from curate.run.lock import LOCK_DIR
-from curate.run.state import RunState
-from curate.schema import INPUT_STAGE, REASON, RESERVED, STAGE, UNIT, collect_figures, conform
+from curate.output.lock import LOCK_DIR
+from curate.output.measure import collect_figures
+from curate.output.state import RunState
+from curate.schema import COPIES, INPUT_STAGE, REASON, RESERVED, STAGE, UNIT, conform, split_live, with_reserved
 from curate.settings import Output
 
 DATA_DIR = "data"
@@ -36,16 +38,11 @@ PIPELINE = "pipeline.yaml"
 SUCCESS = "_SUCCESS"
 SIDE_MANIFEST = "_manifest.json"  # written last into an external side-table folder (a dedup index)
 TMP_PREFIX = ".tmp-"
-# A kept document's int column saying how many times the output holds it (`repeat`, `mix`): the final writer
-# writes the document once as itself and k - 1 more times as copies with derived ids `<id>#2` ... `<id>#k`, in
-# shards of kind "copy". Copies are counted apart (commit counts "copies", stats.json `copies`), never as
-# documents: conservation stays documents read = kept + rejected.
-COPIES = "copies"
 
 
 class ShardWriter:
     """Writes a bundle of batches: kept rows to `kept_dir` (OUT/data, or a checkpoint between phases), rejected
-    rows to OUT/rejected/<stage>/, each in shards of at most shard_rows; then commits the bundle (see progress.py).
+    rows to OUT/rejected/<stage>/, each in shards of at most shard_rows; then commits the bundle (see state.py).
 
     Names depend only on the write id, so a retried task rewrites the same files and the same commit."""
 
@@ -75,12 +72,11 @@ class ShardWriter:
         if UNIT in table.column_names:
             units = pc.value_counts(pc.fill_null(table.column(UNIT), "")).to_pylist()
             record["units"] = {u["values"]: u["counts"] for u in units}
-        record["stages"] = collect_figures(table)
+        record["figures"] = collect_figures(table).to_dict()
         if self.phase == 0 and UNIT in table.column_names:
             record["ids"] = self._write_ids(table, write_id)
-        reasons = table.column(REASON) if REASON in table.column_names else pa.nulls(table.num_rows, pa.string())
-        kept_mask = pc.is_null(reasons)
-        kept = table.filter(kept_mask)
+        split = split_live(with_reserved(table))
+        kept, rejected = split.body, split.dead
         record["counts"]["kept"] = kept.num_rows
         files = record["files"]
         if kept.num_rows:
@@ -90,8 +86,7 @@ class ShardWriter:
             if copies is not None:
                 record["counts"]["copies"] = copies.num_rows
                 files += self._write_rows(copies, self.kept_dir, f"{write_id}-copies", "copy", None)
-        rejected = table.filter(pc.invert(kept_mask))
-        if rejected.num_rows:
+        if rejected is not None and rejected.num_rows:
             by_stage: dict[str, Counter[str]] = defaultdict(Counter)
             stages = rejected.column(STAGE).to_pylist()
             for stage, reason in zip(stages, rejected.column(REASON).to_pylist()):
@@ -134,6 +129,37 @@ class ShardWriter:
 
     def _put(self, table: pa.Table, rel: str) -> dict[str, Any]:
         return put_parquet(self.output.path, rel, table, self.output.compression, self.output.compression_level)
+
+
+class SideWriter:
+    """Writes one side table of a global stage as Parquet parts and records them in the run state, so that the
+    files are listed in the manifest and a redone phase replaces them (same names) instead of adding to them.
+
+    Inside the output the parts go to OUT/side/<stage>/<name>/; with an external `path` they go there, and
+    `path/_manifest.json` (files, rows, sha256, the stage's metadata) is written last, when the run finishes."""
+
+    def __init__(self, state: Any, output: Any, phase: int, sid: str, name: str, path: str | None) -> None:
+        self.state = state
+        self.output = output
+        self.phase = phase
+        self.sid = sid
+        self.name = name
+        self.path = path
+        self.rel = f"{SIDE_DIR}/{sid}/{name}"
+
+    def write(self, tables: Any, task: int) -> dict[str, Any]:
+        parts = [t for t in tables if t.num_rows]
+        if not parts:
+            return {"files": []}
+        table = pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
+        root = self.path or self.output.path
+        rel = f"part-{task:05d}.parquet" if self.path else f"{self.rel}/part-{task:05d}.parquet"
+        info = put_parquet(root, rel, table, self.output.compression, self.output.compression_level)
+        info.update(kind="side", stage=self.sid, name=self.name)
+        if self.path:
+            info["root"] = self.path
+        self.state.side_commit(self.phase, self.sid, self.name, task, info, self.path)
+        return info
 
 
 def expand_copies(kept: pa.Table) -> pa.Table | None:

@@ -24,6 +24,7 @@ from fsspec.core import url_to_fs
 
 from curate.errors import InputError
 from curate.io.base import join
+from curate.output.figures import StageFigures
 
 PROGRESS = "_progress"
 CHECKPOINT = "_checkpoint"
@@ -140,12 +141,6 @@ class RunState:
     def commits(self, phase: int) -> list[dict[str, Any]]:
         return self._read_all(self._p(str(phase), "commits"))
 
-    def all_commits(self) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for phase in self.phases():
-            out += self.commits(phase)
-        return out
-
     def phases(self) -> list[int]:
         d = self._p()
         if not self.fs.exists(d):
@@ -162,13 +157,18 @@ class RunState:
     def side_files(self, phase: int) -> list[dict[str, Any]]:
         return [r["file"] for r in self._read_all(self._p(str(phase), "side"))]
 
-    def global_done(self, phase: int, sid: str, counters: dict[str, int], seconds: float) -> None:
-        """A global stage's driver-side figures (clusters found, rounds): recorded once its phase is written."""
-        record = {"stage": sid, "counters": counters, "seconds": seconds}
+    def global_done(self, phase: int, sid: str, figures: StageFigures) -> None:
+        """A global stage's driver-side figures (clusters found, rounds, seconds): recorded once its phase is
+        written."""
+        record = {"stage": sid, "figures": figures.to_dict()}
         self._put(self._p(str(phase), "global", f"{sid}.json"), json.dumps(record))
 
-    def global_records(self) -> dict[str, dict[str, Any]]:
-        return {r["stage"]: r for phase in self.phases() for r in self._read_all(self._p(str(phase), "global"))}
+    def global_records(self) -> dict[str, StageFigures]:
+        return {
+            r["stage"]: StageFigures.from_dict(r["figures"])
+            for phase in self.phases()
+            for r in self._read_all(self._p(str(phase), "global"))
+        }
 
     # -- phases ----------------------------------------------------------------------------------------
     def phase_done(self, phase: int) -> bool:

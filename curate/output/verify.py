@@ -25,9 +25,9 @@ from fsspec.core import url_to_fs
 
 from curate.errors import InputError
 from curate.io.base import join
-from curate.run import sink
-from curate.run.lock import LOCK_DIR, OutputLock, verdict
-from curate.run.state import CHECKPOINT, PROGRESS
+from curate.output import sink
+from curate.output.lock import LOCK_DIR, OutputLock, verdict
+from curate.output.state import CHECKPOINT, PROGRESS
 
 # Folders whose every file the manifest must list (besides Parquet files anywhere).
 LISTED_DIRS = (sink.DATA_DIR, sink.REJECTED_DIR, sink.SIDE_DIR)
