@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 
 class CurateError(Exception):
     """A user-facing error: one clear line, optionally a hint on how to fix it."""
@@ -44,3 +47,15 @@ class StageError(CurateError):
 
 class ConservationError(CurateError):
     """Documents were lost or duplicated: input != kept + rejected. Always a bug, never the user's input."""
+
+
+def require(module: str, package: str, extra: str, *, what: str, hint: str | None = None) -> ModuleType:
+    """Import `module`, or raise MissingDependency naming the distribution to install (`package`), the extra of
+    curate that brings it and what needs it; `hint` replaces the default install hint."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        err = MissingDependency(package, extra, what=what)
+        if hint is not None:
+            err.hint = hint
+        raise err from e

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import importlib.util
 import os
@@ -16,7 +15,8 @@ import yaml
 
 from curate.config import registry
 from curate.config.typecheck import TypeMismatch, coerce
-from curate.config.yamlcheck import LocatedYaml, apply_overrides, check_params, plain
+from curate.config.yamlcheck import LocatedYaml, check_params, plain
+from curate.config.yamlutil import check_keys, find_file, read_text, required_name, top_mapping
 from curate.errors import ConfigError, CurateError
 from curate.settings import Engine, Output
 from curate.stage import REQUIRED, Stage
@@ -90,15 +90,9 @@ def bundled_names() -> list[str]:
 
 
 def find_pipeline(name_or_path: str) -> Path:
-    p = Path(name_or_path)
-    if p.is_file():
-        return p
-    for candidate in (name_or_path, f"{name_or_path}.yaml"):
-        b = bundled_dir() / candidate
-        if "/" not in name_or_path and b.is_file():
-            return b
-    known = ", ".join(bundled_names()) or "none"
-    raise ConfigError(f"no pipeline file '{name_or_path}'", hint=f"give a path, or a bundled pipeline: {known}")
+    """A pipeline file by path, or by the name of a bundled one (with or without .yaml)."""
+    bundled = (bundled_dir() / name_or_path, bundled_dir() / f"{name_or_path}.yaml")
+    return find_file(name_or_path, bundled, bundled_names, "pipeline file", "pipeline")
 
 
 _TOP_KEYS = {"name", "description", "input", "output", "stages", "engine"}
@@ -115,23 +109,12 @@ def load(
     """Read, override and validate a pipeline file. Raises ConfigError/InputError with file:line."""
     path = find_pipeline(name_or_path)
     file = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read pipeline file {file}: {e}") from None
-    doc = LocatedYaml(file, text)
-    if not isinstance(doc.data, dict):
-        raise ConfigError(f"{file}: a pipeline file is a mapping with name, input, output and stages")
-    data = copy.deepcopy(doc.data)
-    apply_overrides(data, overrides or [], doc)
+    text = read_text(path, "pipeline file")
+    shape = "a pipeline file is a mapping with name, input, output and stages"
+    doc, data = top_mapping(file, text, overrides, shape)
     _override_paths(data, input_path, output_path)
-
-    for key in data:
-        if key not in _TOP_KEYS:
-            raise ConfigError(f"{doc.where(key)}: unknown key '{key}' (known: {', '.join(sorted(_TOP_KEYS))})")
-    name = data.get("name")
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"{doc.where('name')}: 'name' must be a non-empty string")
+    check_keys(data, doc, sorted(_TOP_KEYS))
+    name = required_name(data, doc)
     fmt, reader = _load_input(data, doc, check_input)
     output = _load_output(data, doc, name)
     engine = _load_engine(data, doc)

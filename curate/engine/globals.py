@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curate.engine.segment import declared_columns, setup_stage
 from curate.errors import StageError
 from curate.output.figures import Figures
 from curate.output.sink import SideWriter
@@ -51,19 +52,10 @@ def finish_global(batch: pa.Table, stage: Stage, sid: str, input_names: frozense
     output_columns and rejected_columns) and cast them to their declared types."""
     columns = stage.columns()
     declared = {**columns.output, **columns.rejected}
-    extra = [
-        c
-        for c in batch.column_names
-        if c not in input_names and c not in declared and c != "reason" and not c.startswith("__")
-    ]
-    if extra:
-        raise StageError(
-            f"global stage '{sid}' added undeclared column(s) {', '.join(extra)}",
-            hint="declare them in the stage's output_columns (kept rows) or rejected_columns (rejected rows)",
-        )
-    for name, dtype in declared.items():
-        if name in batch.column_names and batch.schema.field(name).type != dtype:
-            batch = batch.set_column(batch.schema.get_field_index(name), name, batch.column(name).cast(dtype))
+    # the stage's input, its `reason`, and the engine's own columns (`__reason__`, a stage's `__group_key__`)
+    known = set(input_names) | {"reason"} | {c for c in batch.column_names if c.startswith("__")}
+    hint = "declare them in the stage's output_columns (kept rows) or rejected_columns (rejected rows)"
+    batch = declared_columns(f"global stage '{sid}'", batch, known, declared, hint)
     if "reason" in batch.column_names:
         why = batch.column("reason")
         if why.null_count != batch.num_rows:
@@ -147,8 +139,6 @@ class GlobalContext:
 
 def run_global(ctx: GlobalContext, docs: Any) -> tuple[Any, Stage]:
     """Build and set up the stage, let it transform the documents, and finish its rows (reasons, columns)."""
-    from curate.engine.segment import setup_stage
-
     stage = ctx.spec.build()
     setup_stage(ctx.sid, stage)
     out = stage.apply_global(reject_later_copies(docs, ctx.sid))  # type: ignore[attr-defined]

@@ -178,6 +178,20 @@ def _rejected_rows(rows: pa.Table, why: pa.Array, sid: str, meta: pa.Table) -> p
     return rows
 
 
+def declared_columns(
+    who: str, table: pa.Table, known: set[str], declared: dict[str, pa.DataType], hint: str
+) -> pa.Table:
+    """`table` with its declared columns cast to their types; a StageError when it holds a column that is neither
+    `known` (the stage's input) nor declared."""
+    extra = [c for c in table.column_names if c not in known and c not in declared]
+    if extra:
+        raise StageError(f"{who} added undeclared column(s) {', '.join(extra)}", hint=hint)
+    for name, dtype in declared.items():
+        if name in table.column_names and table.schema.field(name).type != dtype:
+            table = table.set_column(table.schema.get_field_index(name), name, table.column(name).cast(dtype))
+    return table
+
+
 def _checked(sid: str, stage: Stage, before: pa.Table, result: Any) -> StageResult:
     """Enforce the stage contract: same number of rows, only declared new columns, declared types."""
     if not isinstance(result, StageResult):
@@ -193,18 +207,8 @@ def _checked(sid: str, stage: Stage, before: pa.Table, result: Any) -> StageResu
         )
     if reasons is not None and len(reasons) != before.num_rows:
         raise StageError(f"stage '{sid}' returned {len(reasons)} reasons for {before.num_rows} rows")
-    output = stage.columns().output
-    allowed = set(before.column_names) | set(output)
-    extra = [c for c in table.column_names if c not in allowed]
-    if extra:
-        raise StageError(
-            f"stage '{sid}' added undeclared column(s) {', '.join(extra)}",
-            hint="declare added columns in the stage's output_columns with their pyarrow types",
-        )
-    for name, dtype in output.items():
-        if name in table.column_names and table.schema.field(name).type != dtype:
-            idx = table.schema.get_field_index(name)
-            table = table.set_column(idx, name, table.column(name).cast(dtype))
+    hint = "declare added columns in the stage's output_columns with their pyarrow types"
+    table = declared_columns(f"stage '{sid}'", table, set(before.column_names), stage.columns().output, hint)
     if reasons is not None:
         if not pa.types.is_string(reasons.type):
             reasons = reasons.cast(pa.string())

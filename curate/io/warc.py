@@ -31,7 +31,7 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 from fsspec.core import url_to_fs
 
-from curate.errors import InputError, MissingDependency
+from curate.errors import InputError, require
 from curate.io.base import Reader, ReadUnit, file_size, open_input
 from curate.io.parquet import common_root, relative_key
 from curate.io.warc_frame import (
@@ -258,7 +258,7 @@ class WarcReader(Reader):
         n = -1
         try:
             for n, record in enumerate(guarded(it, single_stream_ok=True)):  # noqa: B007
-                item = self._documents.convert(record, rel, None, n, skipped)
+                item = self._documents.convert(record, rel, None, n, skipped, arc=kind.startswith("arc"))
                 if item[0] != "skip":
                     if skip > 0:
                         skip -= 1
@@ -286,12 +286,8 @@ class WarcReader(Reader):
 
 
 def _require_warcio() -> None:
-    try:
-        import warcio  # noqa: F401
-    except ImportError as e:
-        err = MissingDependency("warcio", "web", what="reading WARC files")
-        err.hint = "pip install warcio (a dependency of curate: reinstalling curate brings it)"
-        raise err from e
+    hint = "pip install warcio (a dependency of curate: reinstalling curate brings it)"
+    require("warcio", "warcio", "web", what="reading WARC files", hint=hint)
 
 
 # Below this a split costs more (a seek and a resync, a task) than it balances. 35 MB of real pages go in 33 units

@@ -57,10 +57,10 @@ class Documents:
     max_payload_bytes: int
 
     def convert(
-        self, record: Any, rel: str, offset: int | None, n: int, skipped: Counter[str]
+        self, record: Any, rel: str, offset: int | None, n: int, skipped: Counter[str], arc: bool = False
     ) -> tuple[str, dict[str, Any]]:
-        """("doc" | "reject" | "skip", row) for one record (a skip tallied in `skipped`); Damaged where what follows
-        it in the file cannot be trusted."""
+        """("doc" | "reject" | "skip", row) for one record (a skip tallied in `skipped`; `arc`: the record comes
+        from an ARC file); Damaged where what follows it in the file cannot be trusted."""
         headers = record.rec_headers
         if record.format == "warc" and not (
             headers.get_header("WARC-Type") and (headers.get_header("Content-Length") or "").strip().isdigit()
@@ -72,13 +72,13 @@ class Documents:
         if record.format == "warc" and rec_type not in _WARC_TYPES:
             # not a type WARC defines: a damaged header, which hides whether the record was a document
             url = clean_uri(headers.get_header("WARC-Target-URI"))
-            return "reject", {ID: record_id(record, rel, offset, n), URL: url, "reason": "corrupt_record"}
+            return "reject", {ID: record_id(record, rel, offset, n, arc), URL: url, "reason": "corrupt_record"}
         if rec_type not in self.record_types:
             skipped[rec_type or "untyped"] += 1
             return "skip", {}
         url = clean_uri(headers.get_header("WARC-Target-URI"))
         date = headers.get_header("WARC-Date")
-        base: dict[str, Any] = {ID: record_id(record, rel, offset, n), URL: url, DATE: date}
+        base: dict[str, Any] = {ID: record_id(record, rel, offset, n, arc), URL: url, DATE: date}
         if rec_type == "conversion":
             mime, charset = "text/plain", "utf-8"
         else:
@@ -136,10 +136,12 @@ class Documents:
         return "doc", {**base, HTML: payload}
 
 
-def record_id(record: Any, rel: str, offset: int | None, n: int) -> str:
-    """WARC-Record-ID, else the record's place in the file."""
+def record_id(record: Any, rel: str, offset: int | None, n: int, arc: bool = False) -> str:
+    """WARC-Record-ID, else (and for every record of an ARC file) the record's place in the file."""
     rid = record.rec_headers.get_header("WARC-Record-ID")
-    if not rid or record.format == "arc2warc":  # warcio invents a random id for ARC records: not stable
+    # warcio converts an ARC record to WARC headers with a random WARC-Record-ID (uuid4), and then calls its format
+    # "warc": a document's id would change from run to run, and resume, dedup and joins name documents by id
+    if not rid or arc:
         rid = f"{rel}@{offset}" if offset is not None else f"{rel}#{n}"
     return str(rid)
 

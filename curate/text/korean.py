@@ -7,7 +7,7 @@ import threading
 from functools import lru_cache
 from typing import Any
 
-from curate.errors import MissingDependency
+from curate.errors import MissingDependency, require
 from curate.text.languages import DATA
 
 _kiwi: Any = None
@@ -29,10 +29,7 @@ def kiwi() -> Any:
 
 def require_kiwi() -> None:
     """Raise MissingDependency (with the install hint) unless kiwipiepy imports; builds no analyser."""
-    try:
-        import kiwipiepy  # noqa: F401
-    except ImportError as e:
-        raise MissingDependency("kiwipiepy", "korean", what="Korean morpheme splitting") from e
+    require("kiwipiepy", "kiwipiepy", "korean", what="Korean morpheme splitting")
 
 
 def kiwi_morphemes(text: str) -> list[str]:

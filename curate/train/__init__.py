@@ -4,15 +4,11 @@ Importing this package does not import torch; the modules that need it call requ
 
 from __future__ import annotations
 
-from curate.errors import MissingDependency
+from curate.errors import require
 
 
 def require_torch() -> None:
     """Raise MissingDependency (exit 2 with a hint) when torch is not installed."""
-    try:
-        import torch  # noqa: F401
-    except ModuleNotFoundError as e:
-        err = MissingDependency("torch", "train", what="the trainer")
-        # torch is not in the extra, so that a user picks its CPU or CUDA build rather than getting CUDA by default
-        err.hint = "pip install torch (e.g. pip install torch==2.13.0), then pip install 'curate[train]'"
-        raise err from e
+    # torch is not in the extra, so that a user picks its CPU or CUDA build rather than getting CUDA by default
+    hint = "pip install torch (e.g. pip install torch==2.13.0), then pip install 'curate[train]'"
+    require("torch", "torch", "train", what="the trainer", hint=hint)

@@ -11,8 +11,8 @@ from typing import Any, Literal
 import yaml
 
 from curate.config.yamlcheck import LocatedYaml, check_params, plain
+from curate.config.yamlutil import check_keys, find_file, read_text, required_name, top_mapping
 from curate.errors import ConfigError
-from curate.yamlutil import check_keys, find_file, read_text, required_name, top_mapping
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 

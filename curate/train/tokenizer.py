@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from curate.errors import ConfigError, InputError, MissingDependency
+from curate.errors import ConfigError, InputError, require
 
 log = logging.getLogger("curate.train")
 
@@ -21,11 +21,7 @@ EOS_CANDIDATES = (EOS, "</s>", "<eos>", "<|end_of_text|>", "[EOS]")
 
 
 def _tokenizers():  # noqa: ANN202 - the module, imported lazily
-    try:
-        import tokenizers
-    except ModuleNotFoundError as e:
-        raise MissingDependency("tokenizers", "train", what="the trainer") from e
-    return tokenizers
+    return require("tokenizers", "tokenizers", "train", what="the trainer")
 
 
 class Tokenizer:

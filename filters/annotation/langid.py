@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
-from curate.errors import MissingDependency, StageError
+from curate.errors import StageError, require
 from curate.stage import Mapper
 from curate.text import canonical_language
 from curate_filters.heuristics.common import texts
@@ -45,11 +45,8 @@ def default_model_path() -> Path | None:
 
 
 def _fasttext_class() -> Any:
-    try:
-        from fasttext.FastText import _FastText
-    except ImportError as e:
-        raise MissingDependency("fasttext-numpy2", "langid", what="fastText language identification") from e
-    return _FastText
+    module = require("fasttext.FastText", "fasttext-numpy2", "langid", what="fastText language identification")
+    return module._FastText
 
 
 def check_fasttext(path: str | os.PathLike[str]) -> None:

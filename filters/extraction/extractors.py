@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
 
-from curate.errors import ConfigError, MissingDependency
+from curate.errors import ConfigError, MissingDependency, require
 from curate.stage import Mapper
 
 log = logging.getLogger("curate.filters.extraction")
@@ -443,9 +443,6 @@ class Resiliparse(HtmlExtractor):
 
 def _import_resiliparse() -> tuple[Any, Any]:
     """(extract_plain_text, HTMLTree.parse), or MissingDependency with the install hint."""
-    try:
-        from resiliparse.extract.html2text import extract_plain_text
-        from resiliparse.parse.html import HTMLTree
-    except ImportError as e:
-        raise MissingDependency("resiliparse", "fast", what="the resiliparse stage") from e
-    return extract_plain_text, HTMLTree.parse
+    html2text = require("resiliparse.extract.html2text", "resiliparse", "fast", what="the resiliparse stage")
+    html = require("resiliparse.parse.html", "resiliparse", "fast", what="the resiliparse stage")
+    return html2text.extract_plain_text, html.HTMLTree.parse

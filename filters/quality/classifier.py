@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from curate.errors import ConfigError, CurateError, InputError, MissingDependency
+from curate.errors import ConfigError, CurateError, InputError, require
 
 # DCLM's fastText settings (dclm baselines README, "Model-based quality filtering"): word bigrams, 100 dimensions,
 # 5 epochs, learning rate 0.1, minimum count 1. fastText's own supervised defaults differ only in wordNgrams (1).
@@ -45,13 +45,9 @@ def prepare_text(text: str | None) -> str:
 
 
 def _fasttext() -> Any:
-    try:
-        import fasttext
-    except ImportError as e:
-        err = MissingDependency("fasttext-numpy2", "dev", what="fastText classifiers")
-        err.hint = "pip install fasttext-numpy2"
-        raise err from e
-    return fasttext
+    return require(
+        "fasttext", "fasttext-numpy2", "dev", what="fastText classifiers", hint="pip install fasttext-numpy2"
+    )
 
 
 def require_fasttext() -> None:
