@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from curate.config import Pipeline
-from curate.engine.plan import plan_phases, rejected_schemas, stage_schemas
+from curate.engine.plan import PhaseJob, plan_phases, rejected_schemas, stage_schemas
 from curate.engine.progress import Progress, estimate, progress_line  # noqa: F401  (the progress view's API)
 from curate.engine.segment import preflight
 from curate.errors import ConservationError, CurateError
@@ -85,9 +85,8 @@ def _run(pipeline: Pipeline, runner: str, address: str | None, overwrite: bool, 
                 phase_schema = kept_schema if phase.final else schemas[phases[phase.index + 1].first_stage]
                 writer = ShardWriter(pipeline.output, state, phase.index, kept_dir, phase_schema, rejected)
                 phase_started = time.time()
-                ran = _unwrap_ray_errors(
-                    executor.run_phase, phase, reader, units, skip, writer, f"a{attempt}p{phase.index}"
-                )
+                job = PhaseJob(phase, reader, units, skip, writer, f"a{attempt}p{phase.index}")
+                ran = _unwrap_ray_errors(executor.run_phase, job)
                 for sid, stage in ran:  # driver-side figures of global stages (clusters, rounds), once per phase
                     figures = StageFigures(seconds=time.time() - phase_started, counters=stage.take_counts())
                     state.global_done(phase.index, sid, figures)

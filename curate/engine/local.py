@@ -14,13 +14,11 @@ import pyarrow.parquet as pq
 
 from curate.config import Pipeline
 from curate.engine.globals import GlobalContext, concat, drop_null_keys, join_by, live_only, run_global
-from curate.engine.plan import Phase
+from curate.engine.plan import PhaseJob
 from curate.engine.read import read_unit
 from curate.engine.segment import SegmentRunner
-from curate.io.base import Reader, ReadUnit, expand_paths
+from curate.io.base import expand_paths
 from curate.ledger import Ledger
-from curate.output.resume import UnitSkip
-from curate.output.sink import ShardWriter
 from curate.schema import UNIT, split_live
 from curate.stage import Stage
 
@@ -148,15 +146,9 @@ class LocalExecutor:
     def close(self) -> None:
         pass
 
-    def run_phase(
-        self,
-        phase: Phase,
-        reader: Reader,
-        units: list[ReadUnit],
-        skip: dict[str, UnitSkip] | None,
-        writer: ShardWriter,
-        write_prefix: str,
-    ) -> list[tuple[str, Stage]]:
+    def run_phase(self, job: PhaseJob) -> list[tuple[str, Stage]]:
+        """Run one phase; returns the global stages it ran (their driver-side figures are taken after)."""
+        phase, reader, units, skip, writer, write_prefix = job
         state = writer.state
 
         def done(key: str, docs: int, counters: dict[str, int]) -> None:

@@ -4,12 +4,18 @@ and the schema at each stage's input (checked against the columns each stage rea
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NamedTuple
 
 import pyarrow as pa
 
 from curate.config import Pipeline, StageSpec
 from curate.errors import ConfigError
 from curate.schema import INPUT_STAGE
+
+if TYPE_CHECKING:
+    from curate.io.base import Reader, ReadUnit
+    from curate.output.resume import UnitSkip
+    from curate.output.sink import ShardWriter
 
 
 @dataclass
@@ -80,6 +86,18 @@ class Phase:
     @property
     def first_stage(self) -> str | None:
         return self.segments[0].specs[0].id if self.segments else None
+
+
+class PhaseJob(NamedTuple):
+    """One phase for an executor: its plan, what it reads (the units left to read, and for each partly committed
+    unit the documents to leave out), the writer its rows go to, and the prefix of its write ids."""
+
+    phase: Phase
+    reader: Reader
+    units: list[ReadUnit]
+    skip: dict[str, UnitSkip] | None
+    writer: ShardWriter
+    write_prefix: str
 
 
 def plan_phases(specs: list[StageSpec], mode: str = "auto") -> list[Phase]:

@@ -17,7 +17,7 @@ import pyarrow as pa
 from curate.config import Pipeline
 from curate.engine import embedded
 from curate.engine.globals import GlobalContext, run_global
-from curate.engine.plan import Phase, Segment
+from curate.engine.plan import PhaseJob, Segment
 from curate.engine.ray_docs import RayDocs
 from curate.engine.read import read_unit
 from curate.engine.segment import SegmentRunner
@@ -234,15 +234,9 @@ class RayExecutor:
 
         ray.kill(self.actor)
 
-    def run_phase(
-        self,
-        phase: Phase,
-        reader: Reader,
-        units: list[ReadUnit],
-        skip: dict[str, UnitSkip] | None,
-        writer: ShardWriter,
-        write_prefix: str,
-    ) -> list[tuple[str, Stage]]:
+    def run_phase(self, job: PhaseJob) -> list[tuple[str, Stage]]:
+        """Run one phase; returns the global stages it ran (their driver-side figures are taken after)."""
+        phase, reader, units, skip, writer, write_prefix = job
         import ray.data
 
         engine = self.pipeline.engine

@@ -10,13 +10,12 @@ import math
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from curate.errors import ConfigError
-from curate.train.ablate_report import ArmResult, write_report
+from curate.train.ablate_report import ArmResult, HeldOut, write_report
 from curate.train.config import TrainConfig
 from curate.train.data import input_files, is_val, iter_docs, iter_texts
 from curate.train.eval import EvalResult, cat_tokens, load_eval_tokens, stream_loss
@@ -101,17 +100,6 @@ def pooled_validation(
                     parts.append(arr)
                     n_tokens, n_docs, n_bytes = n_tokens + len(arr), n_docs + 1, n_bytes + len(t.encode()) + 1
     return cat_tokens(parts), n_docs, n_bytes
-
-
-@dataclass
-class HeldOut:
-    """The common held-out set every arm is scored on: its tokens and where they came from."""
-
-    name: str
-    tokens: np.ndarray
-    docs: int
-    n_bytes: int
-    stream: TokenStream  # the same tokens as a file, for the periodic evaluations during training
 
 
 def ablate(

@@ -9,15 +9,13 @@ import json
 import logging
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from curate.train.config import TrainConfig
 from curate.train.eval import EvalResult
-
-if TYPE_CHECKING:
-    from curate.train.ablate import HeldOut
+from curate.train.shards import TokenStream
 
 log = logging.getLogger("curate.train")
 
@@ -48,6 +46,17 @@ def by_arm(results: list[ArmResult]) -> dict[str, list[ArmResult]]:
     for r in results:
         groups.setdefault(r.name, []).append(r)
     return groups
+
+
+@dataclass
+class HeldOut:
+    """The common held-out set every arm is scored on: its tokens and where they came from."""
+
+    name: str
+    tokens: np.ndarray
+    docs: int
+    n_bytes: int
+    stream: TokenStream  # the same tokens as a file, for the periodic evaluations during training
 
 
 def write_report(cfg: TrainConfig, results: list[ArmResult], held: HeldOut, out_dir: str) -> None:
