@@ -1,4 +1,4 @@
-"""Shared fixtures: one local Ray per test session, the corpus location, small input files."""
+"""Shared fixtures: one local Ray per test session, the corpus location, a run's folder, the sample-crawl runs."""
 
 from __future__ import annotations
 
@@ -6,6 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
+
+# The shared support modules hold assertions (faults.assert_exactly_once, ...): rewritten like a test module's, so
+# that a failure shows its values. Registered before anything imports them.
+pytest.register_assert_rewrite("faults", "helpers", "pages", "report_runs", "stage_util", "train_util")
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = Path(os.environ.get("CURATE_CORPUS", REPO.parent / "shared" / "corpus"))
@@ -32,6 +36,28 @@ def corpus() -> Path:
     if not CORPUS.is_dir():
         pytest.skip(f"corpus not found at {CORPUS}")
     return CORPUS
+
+
+@pytest.fixture
+def make_workdir(tmp_path, monkeypatch):
+    """make_workdir(files=..., docs=..., pipeline=..., dirs=...): tmp_path, made the current directory, with a run's
+    files (helpers.build_workdir: a user's stage module, Parquet input, p.yaml); returns the folder."""
+    from helpers import build_workdir
+
+    def make(**kwargs) -> Path:
+        monkeypatch.chdir(tmp_path)
+        return build_workdir(tmp_path, **kwargs)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def sample_runs(tmp_path_factory) -> dict[str, Path]:
+    """Two local runs over the same 200-page sample crawl (report_runs.make_sample_runs), made once per session
+    for tests/report/test_report.py and test_inspect.py."""
+    from report_runs import make_sample_runs
+
+    return make_sample_runs(tmp_path_factory.mktemp("sample-runs"))
 
 
 NOT_UNIT = {"ray", "e2e", "corpus", "cluster", "slow"}

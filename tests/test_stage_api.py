@@ -428,17 +428,13 @@ class ShoutyGlobal(curate.GlobalStage):
 
 
 @pytest.mark.parametrize("uses", ["bad_reasons:shouty", "bad_reasons:ShoutyGlobal"])
-def test_a_reason_that_is_not_snake_case_stops_the_run(tmp_path, monkeypatch, uses):
-    from helpers import write_docs, write_pipeline
-
+def test_a_reason_that_is_not_snake_case_stops_the_run(make_workdir, uses):
     from curate import config, engine
 
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "bad_reasons.py").write_text(BAD_REASONS)
-    write_docs(tmp_path / "in" / "a.parquet", 20)
-    write_pipeline(
-        tmp_path / "p.yaml",
-        f"""
+    make_workdir(
+        files={"bad_reasons.py": BAD_REASONS},
+        docs={"in/a.parquet": 20},
+        pipeline=f"""
         name: t
         input: {{format: parquet, path: in}}
         output: {{path: out}}

@@ -6,14 +6,13 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from helpers import USER_FILTERS, read_ids, write_docs, write_pipeline
+from helpers import USER_FILTERS, free_port, read_ids, run_curate
 
 pytestmark = [pytest.mark.cluster, pytest.mark.ray]
 
@@ -27,17 +26,11 @@ stages:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory):
     """`ray start --head` on 127.0.0.1 with the job API; stopped (its whole process group) afterwards."""
     ray_bin = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
-    port, dash = _free_port(), _free_port()
+    port, dash = free_port(), free_port()
     log = tmp_path_factory.mktemp("head") / "head.log"
     proc = subprocess.Popen(
         [
@@ -83,12 +76,9 @@ def ray_head(tmp_path_factory):
 
 
 @pytest.fixture
-def job_dir(tmp_path):
-    (tmp_path / "user_filters.py").write_text(USER_FILTERS)  # the user's own stage, shipped with the job
-    write_docs(tmp_path / "in" / "a.parquet", 60)
-    write_docs(tmp_path / "in" / "b.parquet", 60, start=60)
-    write_pipeline(tmp_path / "p.yaml", PIPE)
-    return tmp_path
+def job_dir(make_workdir):
+    files = {"user_filters.py": USER_FILTERS}  # the user's own stage, shipped with the job
+    return make_workdir(files=files, docs={"in/a.parquet": 60, "in/b.parquet": 60}, pipeline=PIPE)
 
 
 def _check(out: Path) -> None:
@@ -100,24 +90,8 @@ def _check(out: Path) -> None:
 
 def test_curate_submit_runs_the_pipeline_on_the_cluster(ray_head, job_dir):
     out = job_dir / "out-submit"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "curate.cli",
-            "submit",
-            "p.yaml",
-            "--address",
-            ray_head["address"],
-            "--output",
-            str(out),
-        ],
-        cwd=job_dir,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"},  # curate finds the token itself
-    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}  # curate finds the token itself
+    proc = run_curate("submit", "p.yaml", "--address", ray_head["address"], "--output", str(out), cwd=job_dir, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
     assert "120 documents in" in proc.stdout  # the job's logs are streamed back
     assert "SUCCEEDED" in proc.stderr
@@ -155,39 +129,16 @@ def test_ray_job_submit_runs_curate(ray_head, job_dir):
 
 
 def test_a_failing_job_returns_its_exit_code(ray_head, job_dir):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "curate.cli",
-            "submit",
-            "p.yaml",
-            "--address",
-            ray_head["address"],
-            "--input",
-            str(job_dir / "missing-on-the-cluster"),
-            "--output",
-            str(job_dir / "never"),
-        ],
-        cwd=job_dir,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    args = ["submit", "p.yaml", "--address", ray_head["address"], "--input", str(job_dir / "missing-on-the-cluster")]
+    proc = run_curate(*args, "--output", str(job_dir / "never"), cwd=job_dir)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "does not exist" in proc.stdout  # the job's one-line error, streamed back
 
 
 def test_curate_run_joins_the_cluster_with_address(ray_head, job_dir):
     out = job_dir / "out-address"
-    proc = subprocess.run(
-        [sys.executable, "-m", "curate.cli", "run", "p.yaml", "--address", ray_head["gcs"], "--output", str(out)],
-        cwd=job_dir,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=ray_head["env"],
-    )
+    args = ["run", "p.yaml", "--address", ray_head["gcs"], "--output", str(out)]
+    proc = run_curate(*args, cwd=job_dir, env=ray_head["env"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"ray: cluster {ray_head['gcs']}" in proc.stderr
     _check(out)

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
-from helpers import write_docs, write_pipeline
+from helpers import parts, run_curate
 
 pytestmark = [pytest.mark.ray, pytest.mark.e2e]
 
@@ -32,13 +29,11 @@ RAY_NOISE = ("streaming_executor", "Token authentication", "dataset.py", "Execut
 
 
 @pytest.fixture
-def workdir(tmp_path):
-    (tmp_path / "warn_stage.py").write_text(WARNING_STAGE)
-    for k in range(3):
-        write_docs(tmp_path / "in" / f"part{k}.parquet", 30, start=30 * k)
-    write_pipeline(
-        tmp_path / "p.yaml",
-        """
+def workdir(make_workdir):
+    return make_workdir(
+        files={"warn_stage.py": WARNING_STAGE},
+        docs=parts(3, 30),
+        pipeline="""
         name: quiet
         input: {format: parquet, path: in}
         output: {path: out}
@@ -47,12 +42,10 @@ def workdir(tmp_path):
           - {id: warns, uses: "warn_stage:Warns"}
         """,
     )
-    return tmp_path
 
 
 def _run(workdir, *flags):
-    cmd = [sys.executable, "-m", "curate.cli", *flags, "run", "p.yaml", "--overwrite"]
-    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=240)
+    return run_curate(*flags, "run", "p.yaml", "--overwrite", cwd=workdir, timeout=240)
 
 
 def test_default_run_prints_no_ray_lines_and_each_warning_once(workdir):

@@ -22,10 +22,8 @@ stages:
 
 
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    write_docs(tmp_path / "in.parquet", 20)
-    return tmp_path
+def workdir(make_workdir):
+    return make_workdir(docs={"in.parquet": 20})
 
 
 def _cli_error(capsys, *argv):

@@ -63,10 +63,8 @@ def _written(out):
 
 
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "bomb_stage.py").write_text(BOMB)
-    return tmp_path
+def workdir(make_workdir):
+    return make_workdir(files={"bomb_stage.py": BOMB})
 
 
 def _by_stage(stats):

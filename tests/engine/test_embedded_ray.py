@@ -25,15 +25,13 @@ def test_the_services_can_be_asked_for(monkeypatch):
 
 
 @pytest.mark.ray
-def test_a_run_on_the_embedded_instance_starts_neither_actor(ray_session, tmp_path, monkeypatch):
-    from helpers import read_ids, write_docs, write_pipeline
+def test_a_run_on_the_embedded_instance_starts_neither_actor(ray_session, make_workdir, tmp_path):
+    from helpers import parts, read_ids, write_pipeline
 
     from curate import config, engine
 
-    monkeypatch.chdir(tmp_path)
     assert embedded.active()
-    for k in range(2):
-        write_docs(tmp_path / "in" / f"part{k}.parquet", 40, start=40 * k)
+    make_workdir(docs=parts(2, 40))
     body = (
         "name: t\ninput: {format: parquet, path: in}\noutput: {path: %s}\nstages:\n  - {id: dedup, uses: exact_dedup}\n"
     )

@@ -8,7 +8,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import USER_FILTERS, read_ids, write_docs, write_pipeline
+from helpers import USER_FILTERS, read_ids, write_pipeline
 
 from curate import config, engine
 from curate.errors import ConfigError, ConservationError, OutputError
@@ -26,13 +26,9 @@ stages:
 
 
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "user_filters.py").write_text(USER_FILTERS)
-    write_docs(tmp_path / "in" / "a.parquet", 40)
-    write_docs(tmp_path / "in" / "b.parquet", 30, start=40)
-    write_pipeline(tmp_path / "p.yaml", PIPE)
-    return tmp_path
+def workdir(make_workdir):
+    docs = {"in/a.parquet": 40, "in/b.parquet": 30}  # doc-0000 .. doc-0069
+    return make_workdir(files={"user_filters.py": USER_FILTERS}, docs=docs, pipeline=PIPE)
 
 
 def _expected_kept():

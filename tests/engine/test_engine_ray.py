@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import USER_FILTERS, read_ids, write_docs, write_pipeline
+from helpers import USER_FILTERS, parts, read_ids, run_curate, write_docs, write_pipeline
 
 from curate import config, engine
 from curate.errors import StageError
@@ -31,24 +29,17 @@ stages:
 
 
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "user_filters.py").write_text(USER_FILTERS)
-    for k in range(4):
-        write_docs(tmp_path / "in" / f"part{k}.parquet", 60, start=60 * k)
+def workdir(make_workdir):
     # the same URLs again with other, shorter text: url_dedup keeps the longer documents
-    pq.write_table(
-        pa.table(
-            {
-                "id": [f"again-{i}" for i in (1, 2, 4)],
-                "text": [f"short {i}" for i in (1, 2, 4)],
-                "url": [f"https://EXAMPLE.org/{i}/" for i in (1, 2, 4)],
-            }
-        ),
-        tmp_path / "in" / "again.parquet",
+    again = pa.table(
+        {
+            "id": [f"again-{i}" for i in (1, 2, 4)],
+            "text": [f"short {i}" for i in (1, 2, 4)],
+            "url": [f"https://EXAMPLE.org/{i}/" for i in (1, 2, 4)],
+        }
     )
-    write_pipeline(tmp_path / "p.yaml", PIPE)
-    return tmp_path
+    docs = {**parts(4, 60), "in/again.parquet": again}
+    return make_workdir(files={"user_filters.py": USER_FILTERS}, docs=docs, pipeline=PIPE)
 
 
 def test_custom_filter_runs_on_ray_and_its_rejections_are_accounted(workdir, ray_session):
@@ -105,12 +96,7 @@ def test_stage_errors_over_the_cap_surface_as_a_clean_error_on_ray(workdir, ray_
 def test_cli_run_on_its_own_embedded_ray(workdir):
     """`curate run` with no cluster starts (and stops) its own local Ray."""
     write_docs(workdir / "small" / "x.parquet", 30)
-    proc = subprocess.run(
-        [sys.executable, "-m", "curate.cli", "run", "p.yaml", "--input", "small", "--output", "cli-out"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_curate("run", "p.yaml", "--input", "small", "--output", "cli-out", timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "30 documents in" in proc.stdout
     assert (workdir / "cli-out" / "_SUCCESS").exists()
@@ -132,17 +118,14 @@ class BatchTag(curate.Mapper):
 '''
 
 
-def test_each_read_unit_reaches_the_first_segment_as_its_own_batch(tmp_path, monkeypatch, ray_session):
+def test_each_read_unit_reaches_the_first_segment_as_its_own_batch(make_workdir, tmp_path, ray_session):
     # Ray Data's map_batches(batch_size=N) bundles blocks until a task has N rows: eight files of 10 documents ran
     # as one batch of 80 (and on real pages, 1,468 documents as two tasks of 1,000 and 468, one worker idle for half
     # the run). Straight after the reader, each reader batch must be a task of its own.
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "batch_tags.py").write_text(BATCH_TAGS)
-    for k in range(8):
-        write_docs(tmp_path / "in" / f"part{k}.parquet", 10, start=10 * k, lorem_every=0, dup_every=0)
-    write_pipeline(
-        tmp_path / "p.yaml",
-        "name: tags\ninput: {format: parquet, path: in}\noutput: {path: out}\n"
+    make_workdir(
+        files={"batch_tags.py": BATCH_TAGS},
+        docs=parts(8, 10, lorem_every=0, dup_every=0),
+        pipeline="name: tags\ninput: {format: parquet, path: in}\noutput: {path: out}\n"
         "stages:\n  - {id: tag, uses: 'batch_tags:BatchTag'}\n",
     )
     stats = engine.run(config.load("p.yaml"), runner="ray")

@@ -4,12 +4,11 @@ write_side, rejected_columns) gives identical output on the local and the Ray ru
 from __future__ import annotations
 
 import json
-import shutil
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import write_pipeline
+from helpers import TESTS, write_pipeline
 
 from curate import config, engine
 
@@ -25,20 +24,20 @@ stages:
 WORDS = ["alpha", "beta", "gamma", "delta", "alpha", "beta", "omega"]
 
 
+def _rows(k: int) -> list[dict]:
+    rows = []
+    for i in range(40):
+        n = 40 * k + i
+        # every 9th document has no text: its key is null and it is in no group
+        text = "" if n % 9 == 0 else f"{WORDS[n % len(WORDS)]} document number {n}"
+        rows.append({"id": f"d{n:04d}", "text": text})
+    return rows
+
+
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    shutil.copy(__file__.replace("test_global_interface.py", "global_stages.py"), tmp_path / "global_stages.py")
-    for k in range(3):
-        rows = []
-        for i in range(40):
-            n = 40 * k + i
-            # every 9th document has no text: its key is null and it is in no group
-            text = "" if n % 9 == 0 else f"{WORDS[n % len(WORDS)]} document number {n}"
-            rows.append({"id": f"d{n:04d}", "text": text})
-        (tmp_path / "in").mkdir(exist_ok=True)
-        pq.write_table(pa.Table.from_pylist(rows), tmp_path / "in" / f"p{k}.parquet")
-    return tmp_path
+def workdir(make_workdir):
+    files = {"global_stages.py": (TESTS / "global_stages.py").read_text()}
+    return make_workdir(files=files, docs={f"in/p{k}.parquet": _rows(k) for k in range(3)})
 
 
 def _result(out):

@@ -10,11 +10,10 @@ import pty
 import re
 import select
 import subprocess
-import sys
 import time
 
 import pytest
-from helpers import SLOW_FILTERS, write_docs, write_pipeline
+from helpers import SLOW_FILTERS, curate_command, parts, run_curate
 
 from curate import config
 from curate.engine.plan import plan_phases
@@ -26,14 +25,11 @@ ETA = re.compile(r"(\d+)% done, ETA (\d+s|\d+m\d\ds)")
 
 
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "slow_filters.py").write_text(SLOW_FILTERS)
-    for k in range(4):
-        write_docs(tmp_path / "in" / f"part{k}.parquet", 30, start=30 * k)
-    write_pipeline(
-        tmp_path / "p.yaml",
-        """
+def workdir(make_workdir):
+    return make_workdir(
+        files={"slow_filters.py": SLOW_FILTERS},
+        docs=parts(4, 30),
+        pipeline="""
         name: slowly
         input: {format: parquet, path: in}
         output: {path: out}
@@ -43,7 +39,6 @@ def workdir(tmp_path, monkeypatch):
           - {id: dedup, uses: exact_dedup}
         """,
     )
-    return tmp_path
 
 
 def _snapshot(units: dict[str, int], slow_in: int, slow_rejected: int) -> dict:
@@ -109,13 +104,7 @@ def test_terminal_view_redraws_in_place(workdir):
 
 
 def test_a_run_whose_stderr_is_not_a_terminal_prints_plain_lines(workdir):
-    proc = subprocess.run(
-        [sys.executable, "-m", "curate.cli", "run", "p.yaml", "--runner", "local"],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    proc = run_curate("run", "p.yaml", "--runner", "local", cwd=workdir, timeout=240)
     assert proc.returncode == 0, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if " progress " in ln]
     assert len(lines) >= 2, proc.stderr
@@ -155,7 +144,7 @@ def _run_in_a_terminal(cmd: list[str], cwd, timeout: float) -> tuple[int, str]:
 @pytest.mark.slow
 def test_the_readme_main_job_shows_an_eta_in_a_terminal(tmp_path):
     """`curate run fineweb.yaml` (here on a smaller sample crawl) in a terminal shows the fraction done and an ETA."""
-    cmd = [sys.executable, "-m", "curate.cli", "run", "fineweb.yaml", "--input", "sample:crawl?pages=600"]
+    cmd = curate_command("run", "fineweb.yaml", "--input", "sample:crawl?pages=600")
     cmd += ["--output", str(tmp_path / "out"), "--set", "engine.batch_rows=100"]
     rc, text = _run_in_a_terminal(cmd, tmp_path, timeout=400)
     assert rc == 0, text[-3000:]

@@ -3,13 +3,12 @@ never a traceback, never a lost document."""
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 
 import pyarrow.parquet as pq
 import pytest
-from helpers import all_ids, read_ids, write_docs, write_pipeline
+from helpers import all_ids, full_disk_after, read_ids, write_pipeline
 
 from curate import config, engine
 from curate.cli import main
@@ -37,13 +36,9 @@ def fragile(doc):
 
 
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "fragile_stage.py").write_text(FRAGILE)
-    write_docs(tmp_path / "in" / "a.parquet", 30)
-    write_docs(tmp_path / "in" / "b.parquet", 30, start=30)
-    write_pipeline(tmp_path / "p.yaml", PIPE)
-    return tmp_path
+def workdir(make_workdir):
+    docs = {"in/a.parquet": 30, "in/b.parquet": 30}  # doc-0000 .. doc-0059
+    return make_workdir(files={"fragile_stage.py": FRAGILE}, docs=docs, pipeline=PIPE)
 
 
 def _run(capsys, *argv):
@@ -92,21 +87,12 @@ def test_an_output_path_that_cannot_be_written(workdir, capsys):
 
 
 def test_disk_full_while_writing_stops_cleanly_and_the_run_resumes(workdir, capsys, monkeypatch):
-    real = pq.write_table
-    calls = {"n": 0}
-
-    def full_disk(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] > 3:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(pq, "write_table", full_disk)
+    free_space = full_disk_after(monkeypatch, 3)
     code, errors = _run(capsys, "p.yaml")
     assert code == 2 and len(errors) == 1
     assert "No space left on device" in errors[0] and "check free space" in errors[0]
     assert not (workdir / "out" / "_SUCCESS").exists()
-    monkeypatch.setattr(pq, "write_table", real)  # space freed: the same command finishes the run
+    free_space()  # the same command finishes the run
     code, errors = _run(capsys, "p.yaml")
     assert code == 0 and not errors
     stats = json.loads((workdir / "out" / "stats.json").read_text())

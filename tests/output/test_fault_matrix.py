@@ -4,7 +4,9 @@
 The pipeline has a global stage between two row stages, so a run has two phases (streaming before the dedup; the
 dedup and the stage after it); the row stages sleep per document so that a driver can be hit in the phase wanted.
 docs/outputs.md ("Reliability") has this matrix as a table. Rows kept elsewhere: a worker process killed mid-stage
-(tests/test_fault_tolerance.py), a killed Ray driver (tests/test_resume.py), bad input (tests/test_bad_input.py).
+(tests/output/test_fault_tolerance.py), a killed Ray driver (tests/output/test_resume.py), bad input
+(tests/io/test_bad_input.py). The pipeline, the comparison and the driving of a run in a subprocess are in
+tests/faults.py, shared with those rows.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import commits, write_docs, write_pipeline
+from faults import MATRIX_DOCS, MATRIX_PIPE, assert_exactly_once, matrix_workdir, outcome, start, wait_for
+from helpers import build_workdir, commits, curate_command, free_port, full_disk_after, write_docs, write_pipeline
 
 from curate import config, engine
 from curate.cli import main
@@ -36,125 +39,31 @@ from curate.errors import InputError, OutputError
 from curate.output import lock as lockmod
 from curate.output.lock import OutputLock
 from curate.output.state import RunState
-from curate.output.verify import id_hashes, verify
+from curate.output.verify import id_hashes
 
-PIPE = """
-name: matrix
-input: {format: parquet, path: in}
-output: {path: out, shard_rows: 10}
-engine: {batch_rows: 10, progress_seconds: 0}
-stages:
-  - {id: slow, uses: "matrix_stages:slow", with: {seconds: 0.01}}
-  - {id: dedup, uses: exact_dedup}
-  - {id: slow_after, uses: "matrix_stages:slow", with: {seconds: 0.01}}
-"""
-# Slow only in the run a test hits (its driver's environment names a flag file that exists): the reference run and
-# the resumes run the very same pipeline at full speed, and deleting the flag lets a held run finish quickly.
-MATRIX_STAGES = '''
-import os
-import time
-
-import curate
-
-
-@curate.filter
-def slow(doc, seconds: float = 0.01):
-    """Keep all but topic 1; sleep per document while the file named by $MATRIX_SLOW exists."""
-    flag = os.environ.get("MATRIX_SLOW")
-    if flag and os.path.exists(flag):
-        time.sleep(seconds)
-    return "odd_topic" if " topic 1 " in doc.text else None
-'''
-DOCS = 200
 RUN = ["run", "p.yaml", "--runner", "local"]
-
-
-# -- the comparison ---------------------------------------------------------------------------------------------
-
-
-def outcome(out: Path) -> dict[str, Counter]:
-    """Where each document id ended up: 'kept', 'rejected/<stage>' (a Counter: a document written twice counts 2)."""
-    places: dict[str, Counter] = {}
-    for sub in ("data", *(f"rejected/{d.name}" for d in sorted((out / "rejected").glob("*")))):
-        ids: Counter = Counter()
-        for f in sorted((out / sub).glob("*.parquet")):
-            ids.update(pq.read_table(f, columns=["id"]).column("id").to_pylist())
-        places["kept" if sub == "data" else sub] = ids
-    return places
-
-
-def assert_exactly_once(out: Path, reference: dict[str, Counter]) -> None:
-    """Nothing lost, nothing doubled, nothing in the wrong place, against the uninterrupted run; and the output's
-    own check (manifest, SHA-256, unlisted files, duplicate ids) passes."""
-    got = outcome(out)
-    places = set(got) | set(reference)
-    lost = {p: sum((reference.get(p, Counter()) - got.get(p, Counter())).values()) for p in places}
-    doubled = {p: sum((got.get(p, Counter()) - reference.get(p, Counter())).values()) for p in places}
-    assert sum(lost.values()) == 0 and sum(doubled.values()) == 0, f"lost {lost}, doubled or misplaced {doubled}"
-    assert (out / "_SUCCESS").exists() and not (out / "_progress").exists() and not (out / "_lock").exists()
-    report = verify(str(out))
-    assert report.ok, report.problems()
-
-
-def _inputs(path: Path) -> Path:
-    for k in range(8):
-        write_docs(path / f"part{k}.parquet", 25, start=25 * k)
-    return path
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> dict[str, Counter]:
     """The uninterrupted run of the same pipeline on the same input."""
-    d = tmp_path_factory.mktemp("reference")
-    _inputs(d / "in")
-    (d / "matrix_stages.py").write_text(MATRIX_STAGES)
-    write_pipeline(d / "p.yaml", PIPE)
+    d = build_workdir(tmp_path_factory.mktemp("reference"), **matrix_workdir())
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(d)
         stats = engine.run(config.load("p.yaml"), runner="local")
-    assert stats["conserved"] and stats["input_docs"] == DOCS
+    assert stats["conserved"] and stats["input_docs"] == MATRIX_DOCS
     ref = outcome(d / "out")
     assert sum(ref["kept"].values()) == stats["output_docs"] and len(ref) >= 3  # kept, rejected/slow, rejected/dedup
     return ref
 
 
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def workdir(make_workdir, monkeypatch):
     monkeypatch.delenv("MATRIX_SLOW", raising=False)
-    (tmp_path / "matrix_stages.py").write_text(MATRIX_STAGES)
-    _inputs(tmp_path / "in")
-    write_pipeline(tmp_path / "p.yaml", PIPE)
-    return tmp_path
+    return make_workdir(**matrix_workdir())
 
 
-# -- driving a run in a subprocess ------------------------------------------------------------------------------
-
-
-def _start(args: list[str], cwd: Path) -> subprocess.Popen:
-    """`curate ARGS` in a subprocess of its own session, its stages slow until cwd/SLOW is removed."""
-    (cwd / "SLOW").touch()
-    return subprocess.Popen(
-        [sys.executable, "-m", "curate.cli", *args],
-        cwd=cwd,
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "MATRIX_SLOW": str(cwd / "SLOW")},
-    )
-
-
-def _wait_for(proc: subprocess.Popen, condition, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return
-        if proc.poll() is not None:
-            pytest.fail(f"the run ended before the point wanted:\n{proc.stdout.read()[-3000:]}")
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    pytest.fail("the run never reached the point wanted")
+# -- driving a run in a subprocess (faults.start, wait_for, kill_when) --------------------------------------------
 
 
 def _in_phase(out: Path, phase: int):
@@ -176,6 +85,15 @@ def _hit(proc: subprocess.Popen, sig: int, timeout: float = 30) -> tuple[int, st
         os.killpg(proc.pid, signal.SIGKILL)
         pytest.fail(f"the run did not stop within {timeout} s of {signal.Signals(sig).name}")
     return proc.returncode, text, time.time() - sent
+
+
+def _killed_in_phase(workdir: Path, phase: int) -> Path:
+    """A local run SIGKILLed (driver and all) in the phase; its output folder."""
+    out = workdir / "out"
+    proc = start(RUN, workdir, slow=True)
+    wait_for(proc, _in_phase(out, phase))
+    _hit(proc, signal.SIGKILL)
+    return out
 
 
 def _check_interrupted(rc: int, text: str, seconds: float, sig: int, out: Path) -> str:
@@ -209,8 +127,8 @@ SIGNALS = [signal.SIGKILL, signal.SIGTERM, signal.SIGINT]
 @pytest.mark.parametrize("sig", SIGNALS, ids=[s.name for s in SIGNALS])
 def test_driver_killed_or_interrupted_in_each_phase(workdir, reference, capsys, sig, phase):
     out = workdir / "out"
-    proc = _start(RUN, workdir)
-    _wait_for(proc, _in_phase(out, phase))
+    proc = start(RUN, workdir, slow=True)
+    wait_for(proc, _in_phase(out, phase))
     rc, text, seconds = _hit(proc, sig)
     if sig == signal.SIGKILL:
         assert (out / "_lock").exists()  # a dead holder's lock: the resume on this host takes it over at once
@@ -234,8 +152,8 @@ def test_ray_driver_interrupted_stops_promptly_and_resumes(workdir, reference, c
     own embedded Ray): each stops in seconds with one line and no stack dump from Ray, and a resume finishes."""
     out = workdir / "out"
     for sig, phase in ((signal.SIGTERM, 0), (signal.SIGINT, 1)):
-        proc = _start(["run", "p.yaml"], workdir)
-        _wait_for(proc, _in_phase(out, phase), timeout=300)
+        proc = start(["run", "p.yaml"], workdir, slow=True)
+        wait_for(proc, _in_phase(out, phase), timeout=300)
         rc, text, seconds = _hit(proc, sig)
         command = _check_interrupted(rc, text, seconds, sig, out)
         assert command == "curate run p.yaml"
@@ -270,24 +188,13 @@ def test_driver_dies_while_committing_the_output(workdir, reference, capsys, mon
 def test_disk_full_at_a_shard_write(workdir, reference, capsys, monkeypatch):
     """ENOSPC part-way (simulated as in test_bad_input.py): exit 2 with the reason; once space is back, the same
     command finishes the run."""
-    import errno
-
-    real = pq.write_table
-    calls = {"n": 0}
-
-    def full_disk(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] > 12:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(pq, "write_table", full_disk)
+    free_space = full_disk_after(monkeypatch, 12)
     assert main(RUN) == 2
     err = capsys.readouterr().err
     assert "No space left on device" in err and "check free space" in err
     out = workdir / "out"
     assert commits(out, 0) >= 1 and not (out / "_lock").exists()
-    monkeypatch.setattr(pq, "write_table", real)
+    free_space()
     assert main(RUN) == 0
     assert_exactly_once(out, reference)
 
@@ -299,8 +206,8 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
 @pytest.mark.e2e
 def test_a_second_run_on_the_same_output_is_refused_and_writes_nothing(workdir, reference, capsys):
     out = workdir / "out"
-    first = _start(RUN, workdir)
-    _wait_for(first, _in_phase(out, 0))
+    first = start(RUN, workdir, slow=True)
+    wait_for(first, _in_phase(out, 0))
     os.killpg(first.pid, signal.SIGSTOP)  # hold the first run still, so that any change would be the second's
     try:
         before = _snapshot(out)
@@ -321,10 +228,7 @@ def test_a_second_run_on_the_same_output_is_refused_and_writes_nothing(workdir, 
 
 @pytest.mark.e2e
 def test_a_damaged_committed_shard_is_refused_on_resume(workdir, reference, capsys):
-    out = workdir / "out"
-    proc = _start(RUN, workdir)
-    _wait_for(proc, _in_phase(out, 0))
-    _hit(proc, signal.SIGKILL)
+    out = _killed_in_phase(workdir, 0)
     shard = sorted((out / "rejected").rglob("part-*.parquet"))[0]
     shard.write_bytes(shard.read_bytes()[:-20])  # truncated behind curate's back
     assert main(RUN) == 2
@@ -337,10 +241,7 @@ def test_a_damaged_committed_shard_is_refused_on_resume(workdir, reference, caps
 
 @pytest.mark.e2e
 def test_a_damaged_checkpoint_is_refused_on_resume(workdir, reference, capsys):
-    out = workdir / "out"
-    proc = _start(RUN, workdir)
-    _wait_for(proc, _in_phase(out, 1))
-    _hit(proc, signal.SIGKILL)
+    out = _killed_in_phase(workdir, 1)
     shard = sorted((out / "_checkpoint").rglob("part-*.parquet"))[0]
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0xFF  # same size, different bytes: only the SHA-256 tells
@@ -355,10 +256,7 @@ def test_a_damaged_checkpoint_is_refused_on_resume(workdir, reference, capsys):
 
 @pytest.mark.e2e
 def test_an_input_file_changed_before_the_resume_is_refused(workdir, capsys):
-    out = workdir / "out"
-    proc = _start(RUN, workdir)
-    _wait_for(proc, _in_phase(out, 0))
-    _hit(proc, signal.SIGKILL)
+    out = _killed_in_phase(workdir, 0)
     changed = workdir / "in" / "part2.parquet"
     write_docs(changed, 30, start=1000)  # rewritten: other documents, another size
     assert main(RUN) == 2
@@ -412,7 +310,7 @@ def test_a_worker_node_lost_mid_run(workdir, tmp_path_factory):
     assert main(RUN + ["--output", "ref"]) == 0
     reference = outcome(workdir / "ref")
     ray_bin = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
-    port = _free_port()
+    port = free_port()
     (workdir / "SLOW").touch()
     env = {
         **os.environ,
@@ -448,7 +346,7 @@ def test_a_worker_node_lost_mid_run(workdir, tmp_path_factory):
         for p in pids.iterdir():
             p.unlink()  # the reference run's
         driver = subprocess.Popen(
-            [sys.executable, "-m", "curate.cli", "run", "p.yaml", "--address", f"127.0.0.1:{port}"],
+            curate_command("run", "p.yaml", "--address", f"127.0.0.1:{port}"),
             cwd=workdir,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -474,12 +372,6 @@ def test_a_worker_node_lost_mid_run(workdir, tmp_path_factory):
             with contextlib.suppress(OSError):
                 os.killpg(proc.pid, signal.SIGKILL)
         shutil.rmtree(node_tmp, ignore_errors=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_started(proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
@@ -646,7 +538,7 @@ def test_a_run_on_a_locked_output_writes_nothing_and_a_failed_run_releases(workd
         engine.run(config.load("p.yaml"), runner="local", overwrite=True)
     assert _snapshot(out) == before
     shutil.rmtree(out)
-    write_pipeline(workdir / "p.yaml", PIPE.replace("path: in", "path: nowhere"))
+    write_pipeline(workdir / "p.yaml", MATRIX_PIPE.replace("path: in", "path: nowhere"))
     with pytest.raises(InputError):
         engine.run(config.load("p.yaml", check_input=False), runner="local")
     assert not out.exists()  # the lock released, and no empty output folder left behind
@@ -688,7 +580,7 @@ def _verify(capsys, *args) -> tuple[int, str]:
 
 def test_verify_says_a_clean_output_is_clean(finished, capsys):
     code, text = _verify(capsys)
-    assert code == 0 and "ok" in text and f"{DOCS} ids, none twice" in text and "no unlisted files" in text
+    assert code == 0 and "ok" in text and f"{MATRIX_DOCS} ids, none twice" in text and "no unlisted files" in text
 
 
 def test_verify_finds_unlisted_files_and_fix_removes_them(finished, capsys):
@@ -739,8 +631,8 @@ def test_verify_finds_an_id_kept_and_rejected(finished, capsys):
 
 @pytest.mark.e2e
 def test_verify_refuses_an_unfinished_output(workdir, capsys):
-    proc = _start(RUN, workdir)
-    _wait_for(proc, _in_phase(workdir / "out", 0))
+    proc = start(RUN, workdir, slow=True)
+    wait_for(proc, _in_phase(workdir / "out", 0))
     code, text = _verify(capsys)
     assert code == 2 and "is being written by a run" in text
     _hit(proc, signal.SIGKILL)

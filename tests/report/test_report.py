@@ -1,6 +1,7 @@
 """`curate report`: OUT/report.html on a real run over the sample crawl — self-contained, every image embedded,
 decodable and linked from the contents, the funnel equal to stats.json — and rendered by a real headless browser
-(Debian's chromium) without console errors. The runs are shared with tests/test_inspect.py."""
+(Debian's chromium) without console errors. The runs are shared with tests/report/test_inspect.py
+(conftest.py's sample_runs)."""
 
 from __future__ import annotations
 
@@ -15,57 +16,9 @@ from pathlib import Path
 import pytest
 from helpers import chromium, chromium_command
 
-from curate.cli import main
 from curate.report import plots
 
 pytestmark = pytest.mark.e2e
-
-PIPELINE = """
-name: sample
-input: {{format: warc, path: "sample:crawl?pages=200"}}
-output: {{path: {out}}}
-engine: {{progress_seconds: 0}}
-stages:
-  - {{id: url, uses: url_filter}}
-  - {{id: extract, uses: trafilatura, with: {{favour_precision: true, timeout: 60.0, deduplicate: false}}}}
-  - {{id: lang, uses: fasttext_langid, with: {{languages: [en], language_threshold: {threshold}}}}}
-  - {{id: gopher_rep, uses: gopher_repetition}}
-  - {{id: gopher_qual, uses: gopher_quality}}
-  - {{id: dedup, uses: minhash}}
-"""
-
-# deduplicate: false because trafilatura's deduplication keeps a process-wide cache of the paragraphs it has
-# seen, so that a second run in the same process (B after A here) would extract less from the same pages.
-_RUNS: dict[str, Path] = {}
-
-
-def sample_runs(tmp_path_factory) -> dict[str, Path]:
-    """Two local runs over the same 200-page sample crawl, language_threshold 0.65 (A, run with --report from
-    the CLI) and 0.9 (B); made once per test session."""
-    if not _RUNS:
-        root = tmp_path_factory.mktemp("sample-runs")
-        for name, threshold in (("A", 0.65), ("B", 0.9)):
-            (root / f"{name}.yaml").write_text(PIPELINE.format(out=root / name, threshold=threshold))
-        lines = _cli(["run", str(root / "A.yaml"), "--runner", "local", "--report"])
-        assert main(["run", str(root / "B.yaml"), "--runner", "local"]) == 0
-        _RUNS.update(A=root / "A", B=root / "B", root=root)
-        _RUNS["A_lines"] = lines  # type: ignore[assignment]
-    return _RUNS
-
-
-def _cli(argv: list[str]) -> list[str]:
-    import contextlib
-    import io
-
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        assert main(argv) == 0
-    return buf.getvalue().splitlines()
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    return sample_runs(tmp_path_factory)
 
 
 class _Page(HTMLParser):
@@ -107,16 +60,16 @@ def _png_size(data: bytes) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-def test_run_with_report_says_where_the_output_and_the_report_are(runs):
-    lines = runs["A_lines"]
-    assert lines[-2].startswith(f"output: {runs['A']}/data")
-    assert lines[-1] == f"report: {runs['A']}/report.html"
-    assert (runs["A"] / "report.html").is_file()
+def test_run_with_report_says_where_the_output_and_the_report_are(sample_runs):
+    lines = sample_runs["A_lines"]
+    assert lines[-2].startswith(f"output: {sample_runs['A']}/data")
+    assert lines[-1] == f"report: {sample_runs['A']}/report.html"
+    assert (sample_runs["A"] / "report.html").is_file()
 
 
 @pytest.mark.skipif(not plots.available(), reason="matplotlib is not installed")
-def test_every_image_is_embedded_decodes_and_is_linked_from_the_contents(runs):
-    page = _parse(runs["A"] / "report.html")
+def test_every_image_is_embedded_decodes_and_is_linked_from_the_contents(sample_runs):
+    page = _parse(sample_runs["A"] / "report.html")
     assert len(page.images) >= 6  # funnel, rejections, time, languages, length, language_score (+ clusters)
     for img in page.images:
         assert img["src"].startswith("data:image/png;base64,"), img["src"][:40]
@@ -133,9 +86,9 @@ def test_every_image_is_embedded_decodes_and_is_linked_from_the_contents(runs):
         assert attrs.get("src", "data:").split(":")[0] not in ("http", "https", "file"), attrs
 
 
-def test_the_funnel_and_the_rejections_equal_stats_json(runs):
-    stats = json.loads((runs["A"] / "stats.json").read_text())
-    page = _parse(runs["A"] / "report.html")
+def test_the_funnel_and_the_rejections_equal_stats_json(sample_runs):
+    stats = json.loads((sample_runs["A"] / "stats.json").read_text())
+    page = _parse(sample_runs["A"] / "report.html")
     funnel = [r for r in page.rows if "data-docs-in" in r]
     assert [r["data-stage"] for r in funnel] == [s["id"] for s in stats["stages"]]
     for row, s in zip(funnel, stats["stages"]):
@@ -146,10 +99,10 @@ def test_the_funnel_and_the_rejections_equal_stats_json(runs):
     assert sum(reasons.values()) == stats["rejected_docs"] > 0
 
 
-def test_scores_duplicates_and_examples_are_shown(runs):
-    text = (runs["A"] / "report.html").read_text()
-    stats = json.loads((runs["A"] / "stats.json").read_text())
-    page = _parse(runs["A"] / "report.html")
+def test_scores_duplicates_and_examples_are_shown(sample_runs):
+    text = (sample_runs["A"] / "report.html").read_text()
+    stats = json.loads((sample_runs["A"] / "stats.json").read_text())
+    page = _parse(sample_runs["A"] / "report.html")
     if plots.available():
         assert "fig-score-language_score" in page.ids
         assert "lang.language_threshold = 0.65" in text
@@ -164,22 +117,22 @@ def test_scores_duplicates_and_examples_are_shown(runs):
     assert "The distributions below use" in text and "(all of them)" in text
 
 
-def test_a_large_output_is_sampled_and_says_so(runs, tmp_path):
+def test_a_large_output_is_sampled_and_says_so(sample_runs, tmp_path):
     from curate.report.html import build_report
     from curate.report.output import RunOutput
 
-    html = build_report(RunOutput.open(str(runs["A"])), max_rows=40, examples=1)
+    html = build_report(RunOutput.open(str(sample_runs["A"])), max_rows=40, examples=1)
     assert "at most 40 rows read" in html
     m = re.search(r"use ([\d,]+) of ([\d,]+) kept documents and ([\d,]+) of ([\d,]+) rejected", html)
     assert m and int(m.group(1).replace(",", "")) + int(m.group(3).replace(",", "")) <= 40 + 8  # one row per shard
 
 
-def test_without_matplotlib_the_report_says_so_and_keeps_its_tables(runs, monkeypatch):
+def test_without_matplotlib_the_report_says_so_and_keeps_its_tables(sample_runs, monkeypatch):
     from curate.report.html import build_report
     from curate.report.output import RunOutput
 
     monkeypatch.setattr(plots, "available", lambda: False)
-    html = build_report(RunOutput.open(str(runs["A"])))
+    html = build_report(RunOutput.open(str(sample_runs["A"])))
     assert 'id="no-matplotlib"' in html and "matplotlib is not installed" in html
     assert "<img" not in html
     assert 'id="funnel-table"' in html and 'id="rejections-table"' in html
@@ -187,8 +140,8 @@ def test_without_matplotlib_the_report_says_so_and_keeps_its_tables(runs, monkey
 
 @pytest.mark.skipif(chromium() is None, reason="no chromium (apt-get install chromium)")
 @pytest.mark.skipif(not plots.available(), reason="matplotlib is not installed")
-def test_the_report_renders_in_a_headless_browser_without_console_errors(runs, tmp_path):
-    report = runs["A"] / "report.html"
+def test_the_report_renders_in_a_headless_browser_without_console_errors(sample_runs, tmp_path):
+    report = sample_runs["A"] / "report.html"
     url = report.resolve().as_uri()
     browser = chromium_command(tmp_path / "profile")
     dom = subprocess.run([*browser, "--dump-dom", url], capture_output=True, text=True, timeout=120)

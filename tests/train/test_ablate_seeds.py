@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from train_util import ablate_args, sentences, tiny_yaml
 
 from curate.cli import main
 from curate.errors import ConfigError
@@ -12,21 +13,15 @@ from curate.errors import ConfigError
 pytest.importorskip("torch")
 pytest.importorskip("tokenizers")
 
-from test_train_util import junk, sentences, tiny_yaml, write_output  # noqa: E402
-
 from curate.train.ablate import ablate  # noqa: E402
 from curate.train.config import load_config  # noqa: E402
 
 
 @pytest.mark.e2e
 def test_ablate_seeds(tmp_path, capsys):
-    clean = sentences(200, seed=3)
-    raw = write_output(tmp_path / "raw", clean + junk(200), id_prefix="d")
-    filtered = write_output(tmp_path / "filtered", clean, id_prefix="d")
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(tiny_yaml(tmp_path / "unused", max_steps=8, eval_every=4, checkpoint_every=4))
+    args = ablate_args(tmp_path, 200, max_steps=8, eval_every=4, checkpoint_every=4)
+    cfg, raw, filtered = args[1:4]
     (tmp_path / "held.txt").write_text(" ".join(sentences(30, seed=11)))
-    args = ["ablate", str(cfg), str(raw), str(filtered), "--out", str(tmp_path / "abl")]
     args += ["--heldout", str(tmp_path / "held.txt"), "--seeds", "0,1"]
     assert main(args) == 0
     text = capsys.readouterr().out
@@ -61,8 +56,8 @@ def test_ablate_seeds(tmp_path, capsys):
     assert main(args) == 0
     assert (tmp_path / "abl" / "raw" / "seed-1" / "ckpt.pt").stat().st_mtime_ns == mtime
     assert json.loads((tmp_path / "abl" / "ablation.json").read_text())["runs"] == report["runs"]
-    conf = load_config(str(cfg))
-    again = ablate(conf, [str(raw), str(filtered)], str(tmp_path / "one"), heldout=[str(tmp_path / "held.txt")],
+    conf = load_config(cfg)
+    again = ablate(conf, [raw, filtered], str(tmp_path / "one"), heldout=[str(tmp_path / "held.txt")],
                    seeds=[1])  # fmt: skip
     assert [(r.name, r.seed) for r in again] == [("raw", 1), ("filtered", 1)]
     assert again[0].heldout.loss == runs[("raw", 1)]["heldout_loss"]

@@ -7,11 +7,10 @@ import random
 
 import numpy as np
 import pytest
+from train_util import sentences, tiny_yaml, write_output
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("tokenizers")
-
-from test_train_util import sentences, tiny_yaml, write_output  # noqa: E402
 
 from curate.cli import main  # noqa: E402
 from curate.errors import InputError  # noqa: E402

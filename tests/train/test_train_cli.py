@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from train_util import ablate_args, junk, sentences, tiny_yaml, write_output
 
 from curate.cli import main
 from curate.train.ablate import arm_names
@@ -14,8 +15,6 @@ from curate.train.data import is_val
 
 pytest.importorskip("torch")
 pytest.importorskip("tokenizers")
-
-from test_train_util import junk, sentences, tiny_yaml, write_output  # noqa: E402
 
 
 def test_help_does_not_import_torch():
@@ -82,13 +81,8 @@ def test_train_eval_generate_tokenize(tmp_path, capsys):
 
 @pytest.mark.e2e
 def test_ablate_two_outputs(tmp_path, capsys):
-    clean = sentences(300, seed=3)
-    raw = write_output(tmp_path / "raw", clean + junk(300), id_prefix="d")
-    filtered = write_output(tmp_path / "filtered", clean, id_prefix="d")  # same ids: a filtered subset of raw
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(tiny_yaml(tmp_path / "unused", max_steps=20, eval_every=10))
+    args = ablate_args(tmp_path, 300, max_steps=20, eval_every=10)
     (tmp_path / "held.txt").write_text(" ".join(sentences(30, seed=11)))
-    args = ["ablate", str(cfg), str(raw), str(filtered), "--out", str(tmp_path / "abl")]
     assert main(args + ["--heldout", str(tmp_path / "held.txt")]) == 0
     text = capsys.readouterr().out
     assert "| raw |" in text and "| filtered |" in text and "val loss on filtered" in text
@@ -110,13 +104,8 @@ def test_ablate_two_outputs(tmp_path, capsys):
 
 @pytest.mark.e2e
 def test_ablate_heldout_val_split_of_a_shared_output(tmp_path, capsys):
-    clean = sentences(300, seed=3)
-    raw = write_output(tmp_path / "raw", clean + junk(300), id_prefix="d")
-    filtered = write_output(tmp_path / "filtered", clean, id_prefix="d")
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(tiny_yaml(tmp_path / "unused", max_steps=10, eval_every=5))
-    args = ["ablate", str(cfg), str(raw), str(filtered), "--out", str(tmp_path / "abl")]
-    assert main(args + ["--heldout", str(filtered), "--heldout-split", "val"]) == 0
+    args = ablate_args(tmp_path, 300, max_steps=10, eval_every=5)
+    assert main(args + ["--heldout", str(tmp_path / "filtered"), "--heldout-split", "val"]) == 0
     assert "(val split)" in capsys.readouterr().out
     report = json.loads((tmp_path / "abl" / "ablation.json").read_text())
     arms = {a["name"]: a for a in report["arms"]}

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from train_util import tiny_yaml, write_output
 
 pytest.importorskip("torch")
 pytest.importorskip("tokenizers")
-
-from test_train_util import tiny_yaml, write_output  # noqa: E402
 
 from curate.train.config import parse_config  # noqa: E402
 from curate.train.loop import train  # noqa: E402

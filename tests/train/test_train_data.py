@@ -6,10 +6,9 @@ import os
 
 import numpy as np
 import pytest
+from train_util import sentences, write_output
 
 pytest.importorskip("tokenizers")
-
-from test_train_util import sentences, write_output  # noqa: E402
 
 from curate.errors import ConfigError, InputError  # noqa: E402
 from curate.train.data import input_files, is_val, iter_texts  # noqa: E402

@@ -6,11 +6,10 @@ import contextlib
 import math
 
 import pytest
+from train_util import sentences, tiny_yaml, write_output
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("tokenizers")
-
-from test_train_util import sentences, tiny_yaml, write_output  # noqa: E402
 
 from curate.errors import ConfigError  # noqa: E402
 from curate.train.config import LoopConfig, load_config, parse_config  # noqa: E402

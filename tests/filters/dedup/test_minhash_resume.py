@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import SLOW_FILTERS, write_pipeline
-from test_fault_matrix import assert_exactly_once, outcome
-from test_resume import _kill_when, _start
+from faults import assert_exactly_once, kill_when, outcome, start
+from helpers import SLOW_FILTERS, run_curate
 
 from curate import config, engine
 
@@ -49,14 +45,9 @@ def _docs(n: int, seed: int) -> list[dict]:
 
 
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "slow_filters.py").write_text(SLOW_FILTERS)
-    (tmp_path / "in").mkdir()
-    for k in range(6):
-        pq.write_table(pa.Table.from_pylist(_docs(40, k)), tmp_path / "in" / f"part{k}.parquet")
-    write_pipeline(tmp_path / "p.yaml", PIPE)
-    return tmp_path
+def workdir(make_workdir):
+    docs = {f"in/part{k}.parquet": _docs(40, k) for k in range(6)}
+    return make_workdir(files={"slow_filters.py": SLOW_FILTERS}, docs=docs, pipeline=PIPE)
 
 
 def test_a_run_killed_during_minhash_resumes_to_the_same_output(workdir):
@@ -69,11 +60,9 @@ def test_a_run_killed_during_minhash_resumes_to_the_same_output(workdir):
         # phase 0 is done and the dedup phase has begun its shuffles (its join writes scratch files)
         return (out / "_progress" / "0" / "DONE").exists() and any((out / "_checkpoint" / "1").rglob("*.parquet"))
 
-    _kill_when(_start(["run", "p.yaml"], workdir), in_dedup_phase, timeout=400)
+    kill_when(start(["run", "p.yaml"], workdir), in_dedup_phase, timeout=400)
     assert not (out / "_SUCCESS").exists()
-    done = subprocess.run(
-        [sys.executable, "-m", "curate.cli", "run", "p.yaml"], cwd=workdir, capture_output=True, text=True, timeout=600
-    )
+    done = run_curate("run", "p.yaml", cwd=workdir)
     assert done.returncode == 0, done.stderr[-3000:]
     stats = json.loads((out / "stats.json").read_text())
     assert stats["attempts"] == 2 and stats["conserved"]

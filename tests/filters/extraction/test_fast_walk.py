@@ -8,7 +8,7 @@ import os
 
 import pytest
 from lxml import etree
-from test_extraction import ARTICLE, BROKEN, big_page
+from pages import ARTICLE, BROKEN, big_page
 
 from curate_filters.extraction.extractors import decode_html
 from curate_filters.extraction.fast import tree

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import write_pipeline
+from train_util import junk, sentences, tiny_yaml, write_output
 
 from curate import config, engine
 from curate.cli import main
@@ -16,8 +16,6 @@ from curate.errors import ConfigError, StageError
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("tokenizers")
-
-from test_train_util import junk, sentences, tiny_yaml, write_output  # noqa: E402
 
 from curate_filters.quality.perplexity import Perplexity  # noqa: E402
 
@@ -97,16 +95,13 @@ def test_errors(tmp_path):
         Perplexity(model="x", max_tokens=0)
 
 
-def test_ccnet_buckets_in_a_pipeline(run_dir, tmp_path, monkeypatch):
+def test_ccnet_buckets_in_a_pipeline(run_dir, make_workdir, tmp_path):
     """perplexity, then score_buckets head/middle/tail at the 30th/60th percentiles of each language."""
-    monkeypatch.chdir(tmp_path)
     rows = [{"id": f"e{i}", "text": t, "language": "en"} for i, t in enumerate(sentences(60, seed=11) + junk(30))]
     rows += [{"id": f"x{i}", "text": t, "language": "xx"} for i, t in enumerate(junk(40, seed=12))]
-    (tmp_path / "in").mkdir()
-    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "in" / "a.parquet")
-    write_pipeline(
-        tmp_path / "p.yaml",
-        f"""
+    make_workdir(
+        docs={"in/a.parquet": rows},
+        pipeline=f"""
         name: ccnet
         input: {{format: parquet, path: in}}
         output: {{path: out}}

@@ -23,14 +23,14 @@ stages:
 N = 10_000
 
 
+def _docs(k: int) -> pa.Table:
+    ids = [f"doc-{i:06d}" for i in range(k, N, 4)]
+    return pa.table({"id": ids, "text": [f"text of {i}" for i in ids]})
+
+
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "in").mkdir()
-    for k in range(4):
-        ids = [f"doc-{i:06d}" for i in range(k, N, 4)]
-        pq.write_table(pa.table({"id": ids, "text": [f"text of {i}" for i in ids]}), tmp_path / "in" / f"p{k}.parquet")
-    return tmp_path
+def workdir(make_workdir):
+    return make_workdir(docs={f"in/p{k}.parquet": _docs(k) for k in range(4)})
 
 
 def _run(workdir, runner, batch=1000, workers=1, name=None):

@@ -1,4 +1,5 @@
-"""Helpers for the trainer tests: tiny curated outputs written with pyarrow, and a tiny training config."""
+"""Helpers for the trainer tests (tests/train/, and the perplexity stage's in tests/filters/quality/): tiny curated
+outputs written with pyarrow, and a tiny training config."""
 
 from __future__ import annotations
 
@@ -91,3 +92,15 @@ def tiny_yaml(run: Path, data: Path | None = None, **train: object) -> str:
         "model:\n  dim: 32\n  n_layers: 2\n  n_heads: 4\n  n_kv_heads: 2\n  multiple_of: 16\n  max_seq_len: 32\n"
         f"train:\n{body}\n"
     )
+
+
+def ablate_args(root: Path, n: int, **train: object) -> list[str]:
+    """`curate ablate` of two arms written under root: raw (n clean documents and n junk ones) and filtered (the
+    clean ones, with the same ids: a filtered subset of raw), tiny_yaml's config (keyword arguments override its
+    train: section), the report in root/abl."""
+    clean = sentences(n, seed=3)
+    raw = write_output(root / "raw", clean + junk(n), id_prefix="d")
+    filtered = write_output(root / "filtered", clean, id_prefix="d")
+    cfg = root / "c.yaml"
+    cfg.write_text(tiny_yaml(root / "unused", **train))
+    return ["ablate", str(cfg), str(raw), str(filtered), "--out", str(root / "abl")]
