@@ -73,7 +73,7 @@ def preflight_stage(sid: str, stage: Stage) -> None:
 
 class SegmentRunner:
     """Runs a fused chain of row stages over a batch; rejected rows leave the chain with their reason, and each
-    stage's seconds and counters ride on the batch (see schema.STATS) to the writer's commit record."""
+    stage's figures ride on the batch (schema.FIGURES, output.measure) to the writer's commit record."""
 
     def __init__(self, specs: list[StageSpec], reporter: Reporter, max_stage_errors: int = 100) -> None:
         self.ids = [s.id for s in specs]

@@ -1,1 +1,1 @@
-"""filters/annotation"""
+"""Annotation: fastText language ID (langid.py) and PII masking (pii.py)."""
