@@ -11,7 +11,7 @@ The build is optional. Where Cython or a C compiler is missing or the build fail
 warning and fast_extract runs tree._walk, the same walk in Python: the same text, about a quarter slower.
 """
 
-from setuptools import Extension, find_packages, setup
+from setuptools import Extension, find_namespace_packages, setup
 from setuptools.command.build_ext import build_ext
 
 
@@ -48,10 +48,13 @@ def extensions() -> list[Extension]:
         return []
 
 
+# Namespace packages too: the data folders (curate/data, filters/data/ldnoobw, ...) have no __init__.py, and their
+# files ship as those packages' data (pyproject.toml's package-data).
+_SKIP = ["*__pycache__*"]
 PACKAGES = (
-    find_packages(include=["curate", "curate.*"])
+    find_namespace_packages(include=["curate", "curate.*"], exclude=_SKIP)
     + ["curate_filters"]
-    + [f"curate_filters.{p}" for p in find_packages("filters")]
+    + [f"curate_filters.{p}" for p in find_namespace_packages("filters", exclude=_SKIP)]
     + ["curate_pipelines"]
 )
 PACKAGE_DIR = {"curate_filters": "filters", "curate_pipelines": "pipelines"}
