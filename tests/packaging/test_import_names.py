@@ -84,3 +84,24 @@ def test_the_main_job_runs_with_the_foreign_distributions_installed(tmp_path):
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (out / "_SUCCESS").exists() and (out / "stats.json").exists()
+
+
+def test_every_folder_with_files_ships_as_a_package(monkeypatch):
+    """setup.py lists each folder of curate/ and filters/ that holds files (the data folders have no __init__.py),
+    so that a wheel, not only an editable install, carries the word lists, models and configs."""
+    import runpy
+
+    import setuptools
+
+    captured: dict = {}
+    monkeypatch.setattr(setuptools, "setup", lambda **kw: captured.update(kw))
+    monkeypatch.chdir(REPO)
+    runpy.run_path(str(REPO / "setup.py"))
+    packages, dirs = set(captured["packages"]), captured["package_dir"]
+    for top, name in (("curate", "curate"), ("filters", "curate_filters")):
+        for folder in [REPO / top, *(p for p in (REPO / top).rglob("*") if p.is_dir())]:
+            if folder.name == "__pycache__" or not any(f.is_file() for f in folder.iterdir()):
+                continue
+            dotted = ".".join([name, *folder.relative_to(REPO / top).parts])
+            assert dotted in packages, f"{folder.relative_to(REPO)} is not shipped (setup.py packages)"
+    assert dirs == {"curate_filters": "filters", "curate_pipelines": "pipelines"}
