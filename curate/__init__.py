@@ -17,7 +17,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from curate.doc import Doc
     from curate.errors import ConfigError, CurateError, InputError, MissingDependency, StageError
-    from curate.stage import Filter, GlobalStage, GroupFilter, Mapper, Stage, StageResult, filter, mapper
+    from curate.stage import (
+        Filter,
+        GlobalStage,
+        GroupFilter,
+        Mapper,
+        Stage,
+        StageColumns,
+        StageResult,
+        filter,
+        mapper,
+    )
 
 __version__ = "0.1.0"
 
@@ -27,7 +37,8 @@ _LAZY = {
     "Doc": "curate.doc",
     **dict.fromkeys(("ConfigError", "CurateError", "InputError", "MissingDependency", "StageError"), "curate.errors"),
     **dict.fromkeys(
-        ("Filter", "GlobalStage", "GroupFilter", "Mapper", "Stage", "StageResult", "filter", "mapper"), "curate.stage"
+        ("Filter", "GlobalStage", "GroupFilter", "Mapper", "Stage", "StageColumns", "StageResult", "filter", "mapper"),
+        "curate.stage",
     ),
 }
 
@@ -56,6 +67,7 @@ __all__ = [
     "Mapper",
     "MissingDependency",
     "Stage",
+    "StageColumns",
     "StageError",
     "StageResult",
     "filter",

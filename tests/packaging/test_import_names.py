@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import json
 import subprocess
 import sys
 from importlib.metadata import PackageNotFoundError, distribution, entry_points
@@ -60,18 +61,27 @@ def test_curate_defines_no_stage():
 
 
 @pytest.mark.parametrize("name", FOREIGN)
-def test_the_foreign_distributions_keep_their_own_files(name):
+def test_the_foreign_distributions_keep_their_own_files(name, tmp_path):
     """Where PyPI's `filters` / `pipelines` are installed (.ci/run installs them), their import name is still
-    theirs: curate's wheel installs nothing under it."""
+    theirs: curate's wheel installs nothing under it. Looked up in a fresh interpreter in a folder of its own, as an
+    installed curate sees it (this process may have the repository on sys.path: a `uses: module:attr` run from the
+    repository root puts it there)."""
     try:
         dist = distribution(name)
     except PackageNotFoundError:
         pytest.skip(f"the PyPI distribution {name} is not installed here")
-    spec = importlib.util.find_spec(name)
-    assert spec is not None and spec.origin is not None
-    assert Path(spec.origin).resolve().is_relative_to(Path(dist.locate_file("")).resolve())
-    assert not Path(spec.origin).resolve().is_relative_to(REPO / name)
-    curate_files = [str(f) for f in distribution("curate").files or []]
+    code = (
+        "import importlib.util, json\n"
+        "from importlib.metadata import distribution\n"
+        f"origin = importlib.util.find_spec({name!r}).origin\n"
+        "files = [str(f) for f in distribution('curate').files or []]\n"
+        "print(json.dumps([origin, files]))\n"
+    )
+    done = _python(code, tmp_path)
+    assert done.returncode == 0, done.stderr
+    origin, curate_files = json.loads(done.stdout)
+    assert Path(origin).resolve().is_relative_to(Path(dist.locate_file("")).resolve())
+    assert not Path(origin).resolve().is_relative_to(REPO / name)
     assert not [f for f in curate_files if f.split("/")[0] == name]
 
 
