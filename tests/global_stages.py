@@ -60,3 +60,17 @@ class FirstWordGroups(curate.GlobalStage):
             return body.drop_columns(["first"]).append_column("reason", reason).append_column("duplicate_of", dup_of)
 
         return docs.join(labels, on="id").map_batches(decide)
+
+
+class SameText(curate.GlobalStage):
+    """Keeps the smallest id of each text, deciding each text's documents together through partition_by."""
+
+    def apply_global(self, docs):
+        def decide(body: pa.Table) -> pa.Table:
+            g = body.group_by("text").aggregate([("id", "min")])
+            first = dict(zip(g.column("text").to_pylist(), g.column("id_min").to_pylist()))
+            ids, texts = body.column("id").to_pylist(), body.column("text").to_pylist()
+            reasons = [None if first[t] == i else "same_text" for i, t in zip(ids, texts)]
+            return body.append_column("reason", pa.array(reasons, pa.string()))
+
+        return docs.partition_by("text", decide)

@@ -19,7 +19,7 @@ from curate.engine.read import read_unit
 from curate.engine.segment import SegmentRunner
 from curate.io.base import expand_paths
 from curate.ledger import Ledger
-from curate.schema import UNIT, split_live
+from curate.schema import RESERVED, UNIT, split_live
 from curate.stage import Stage
 
 
@@ -72,12 +72,12 @@ class LocalDocs:
     def partition_by(self, key: str, fn: Callable[[pa.Table], pa.Table]) -> LocalDocs:
         if not self.tables:
             return self
-        split = split_live(concat(self.tables))
-        # One partition holds every key group; a stage must decide each group on its own, so the Ray runner's
-        # many partitions give the same result.
-        live = split.join(split.body)
-        dead = split.dead if split.dead is not None else live.schema.empty_table()
-        return LocalDocs([self._live(fn)(live), dead], self.ctx)
+        # The live rows keep the engine's columns (live_only hides them from fn); the rows rejected earlier pass
+        # by once. One partition holds every key group; a stage must decide each group on its own, so the Ray
+        # runner's many partitions give the same result.
+        split = split_live(concat(self.tables), keep=RESERVED)
+        tables = [self._live(fn)(split.body)] + ([split.dead] if split.dead is not None else [])
+        return LocalDocs(tables, self.ctx)
 
     def derive(self, fn: Callable[[pa.Table], pa.Table]) -> LocalTable:
         out: list[pa.Table] = []

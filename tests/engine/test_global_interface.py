@@ -89,3 +89,40 @@ def test_global_interface_same_output_on_both_runners(workdir, ray_session, monk
 
 def test_global_interface_local(workdir):
     _check(*_run(workdir, "local"))
+
+
+PARTITION_PIPE = """
+name: partition
+input: {format: parquet, path: in}
+output: {path: OUT}
+engine: {batch_rows: 16, shuffle_partitions: 3}
+stages:
+  - {id: same, uses: "global_stages:SameText"}
+"""
+
+
+def _partition_run(workdir, runner):
+    """SameText over the 120 documents plus a later copy of d0001 in the same file, which the reader rejects as
+    duplicate_id: partition_by must pass that rejected row through once, not lose or double it."""
+    rows = _rows(0) + [{"id": "d0001", "text": "a later copy of d0001"}]
+    pq.write_table(pa.Table.from_pylist(rows), workdir / "in" / "p0.parquet")
+    pipe = write_pipeline(workdir / f"part-{runner}.yaml", PARTITION_PIPE.replace("OUT", f"part-{runner}"))
+    stats = engine.run(config.load(str(pipe)), runner=runner)
+    out = workdir / f"part-{runner}"
+    kept = sorted(pq.read_table(out / "data").column("id").to_pylist())
+    rejected = sorted(pq.read_table(out / "rejected" / "same").column("id").to_pylist())
+    by_id = {s["id"]: s for s in stats["stages"]}
+    # 121 read: the copy rejected at input; of the 120, the 14 without text share one text and one of them stays
+    assert stats["input_docs"] == 121 and by_id["input"]["reasons"] == {"duplicate_id": 1}
+    assert by_id["same"]["reasons"] == {"same_text": 13} and len(rejected) == 13
+    assert len(kept) == 107 and len(set(kept)) == 107
+    return kept, rejected
+
+
+def test_partition_by_passes_earlier_rejections_through_once_local(workdir):
+    _partition_run(workdir, "local")
+
+
+@pytest.mark.ray
+def test_partition_by_same_output_on_both_runners(workdir, ray_session):
+    assert _partition_run(workdir, "ray") == _partition_run(workdir, "local")
