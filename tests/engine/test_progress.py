@@ -143,9 +143,11 @@ def _run_in_a_terminal(cmd: list[str], cwd, timeout: float) -> tuple[int, str]:
 @pytest.mark.ray
 @pytest.mark.slow
 def test_the_readme_main_job_shows_an_eta_in_a_terminal(tmp_path):
-    """`curate run fineweb.yaml` (here on a smaller sample crawl) in a terminal shows the fraction done and an ETA."""
-    cmd = curate_command("run", "fineweb.yaml", "--input", "sample:crawl?pages=600")
-    cmd += ["--output", str(tmp_path / "out"), "--set", "engine.batch_rows=100"]
+    """`curate run fineweb.yaml` (here on a smaller sample crawl) in a terminal shows the fraction done and an ETA.
+    The fraction moves as units commit, so the crawl has enough units (7 at 1,500 pages) that a one-second redraw
+    falls between two of them: at 600 pages (4 units) a loaded CI machine once drew no frame with an ETA."""
+    cmd = curate_command("run", "fineweb.yaml", "--input", "sample:crawl?pages=1500")
+    cmd += ["--output", str(tmp_path / "out"), "--set", "engine.batch_rows=50"]
     rc, text = _run_in_a_terminal(cmd, tmp_path, timeout=400)
     assert rc == 0, text[-3000:]
     assert re.search(r"\d+%  ETA \d+s", text), text[-3000:]
