@@ -15,6 +15,7 @@ the share of the non-extraction stages relative to extraction.
     python bench/fineweb_chain.py --files 4 --workers 2      # scaled out: curate on Ray vs datatrove, 2 workers
     python bench/fineweb_chain.py --warc corpus-pages --extractor fast_extract   # curate's chain on fast_extract
     python bench/fineweb_chain.py --warc corpus-pages --agreement   # curate's chain, trafilatura vs fast_extract
+    python bench/fineweb_chain.py --warc corpus --isolation-ab       # curate's chain, engine.isolation process vs none
 
 Without --warc: the sample crawl (sample:crawl?pages=N); --files K makes K of them (seeds 0..K-1). `--warc corpus`
 uses the real WARCs of ../shared/corpus; `--warc corpus-pages` packs every HTML page of ../shared/corpus (trafilatura's
@@ -57,6 +58,7 @@ stages:
 
 
 WORKERS = 1
+ISOLATION = "process"  # engine.isolation of curate's side (--isolation-ab: both, paired)
 EXTRACTORS = {
     "trafilatura": "{id: extract, uses: trafilatura, with: {favour_precision: true, include_comments: false, "
     "deduplicate: true, timeout: 1.0}}",
@@ -78,9 +80,9 @@ def run_curate(folder: str, work: str) -> dict[str, Any]:
         from curate.engine.ray import ensure_ray
 
         ensure_ray(num_cpus=WORKERS)  # timed: a user pays Ray's start-up too
-        stats = engine.run(config.load(pipe, ["engine.progress_seconds=0"]), runner="ray")
+        stats = engine.run(config.load(pipe, ["engine.progress_seconds=0", f"engine.isolation={ISOLATION}"]), "ray")
     else:
-        stats = engine.run(config.load(pipe), runner="local")
+        stats = engine.run(config.load(pipe, [f"engine.isolation={ISOLATION}"]), runner="local")
     wall = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
     import pyarrow.parquet as pq
@@ -217,22 +219,31 @@ def main() -> None:
     ap.add_argument(
         "--agreement", action="store_true", help="curate's chain on trafilatura vs on fast_extract: kept-URL Jaccard"
     )
+    ap.add_argument(
+        "--isolation-ab", action="store_true", help="curate's chain with engine.isolation process vs none, paired"
+    )
+    ap.add_argument("--isolation", default="process", help=argparse.SUPPRESS)  # internal: curate's engine.isolation
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one side in this (fresh) process
     ap.add_argument("--folder", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    global WORKERS, EXTRACTOR
+    global WORKERS, EXTRACTOR, ISOLATION
     WORKERS = args.workers
     EXTRACTOR = args.extractor
+    ISOLATION = args.isolation
     if args.one:
         with tempfile.TemporaryDirectory() as work:
             print(json.dumps(SIDES[args.one](args.folder, work)))
         return
-    # side name -> (what --one runs, the extractor of curate's chain)
-    sides = (
-        {"trafilatura": ("curate", "trafilatura"), "fast_extract": ("curate", "fast_extract")}
-        if args.agreement
-        else {"curate": ("curate", args.extractor), "datatrove": ("datatrove", "trafilatura")}
-    )
+    # side name -> (what --one runs, the extractor of curate's chain, its engine.isolation)
+    if args.agreement:
+        sides = {
+            "trafilatura": ("curate", "trafilatura", "process"),
+            "fast_extract": ("curate", "fast_extract", "process"),
+        }
+    elif args.isolation_ab:
+        sides = {"process": ("curate", args.extractor, "process"), "none": ("curate", args.extractor, "none")}
+    else:
+        sides = {"curate": ("curate", args.extractor, "process"), "datatrove": ("datatrove", "trafilatura", "process")}
     _compile_bytecode()
     with tempfile.TemporaryDirectory() as tmp:
         folder = _folder(args.warc, args.pages, tmp, args.files)
@@ -242,9 +253,9 @@ def main() -> None:
               f"{'both' if args.agreement else args.extractor}")  # fmt: skip
         runs: dict[str, list[dict[str, Any]]] = {k: [] for k in sides}
         for rep in range(args.repeat):  # alternate, so machine noise hits both sides alike
-            for side, (one, extractor) in sides.items():
+            for side, (one, extractor, isolation) in sides.items():
                 cmd = [sys.executable, __file__, "--one", one, "--folder", folder, "--workers", str(args.workers),
-                       "--extractor", extractor]  # fmt: skip
+                       "--extractor", extractor, "--isolation", isolation]  # fmt: skip
                 out = subprocess.run(cmd, capture_output=True, text=True)
                 if out.returncode:
                     sys.exit(f"{side} failed:\n{out.stderr[-3000:]}")
@@ -254,6 +265,8 @@ def main() -> None:
                       f"{r['cpu']:.2f}s cpu", flush=True)  # fmt: skip
     if args.agreement:
         report_agreement(runs, splits, args.workers)
+    elif args.isolation_ab:
+        report_isolation(runs)
     else:
         report(runs, args.workers)
 
@@ -272,6 +285,21 @@ def _compile_bytecode() -> None:
 def _spread(rs: list[dict[str, Any]]) -> str:
     walls = [r["wall"] for r in rs]
     return f"{min(walls):.2f}-{max(walls):.2f}s"
+
+
+def report_isolation(runs: dict[str, list[dict[str, Any]]]) -> None:
+    """What isolating each batch in a forked child (engine.isolation: process) costs a clean run: paired runs."""
+    print("\n| engine.isolation | docs | kept | median wall s | wall min-max | median CPU s (driver) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for side, rs in runs.items():
+        med = statistics.median(r["wall"] for r in rs)
+        cpu = statistics.median(r["cpu"] for r in rs)
+        print(f"| {side} | {rs[0]['docs']} | {rs[0]['kept']} | {med:.2f} | {_spread(rs)} | {cpu:.2f} |")
+    ratios = sorted(a["wall"] / b["wall"] for a, b in zip(runs["process"], runs["none"]))
+    print(f"\nprocess / none wall, paired: median {statistics.median(ratios):.3f} "
+          f"(min {ratios[0]:.3f}, max {ratios[-1]:.3f}, n={len(ratios)})")  # fmt: skip
+    assert runs["process"][0]["urls"] == runs["none"][0]["urls"], "the kept documents differ"
+    print("kept URLs: identical")
 
 
 def report_agreement(runs: dict[str, list[dict[str, Any]]], splits: dict[str, str], workers: int = 1) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from curate.doc import Doc
     from curate.errors import ConfigError, CurateError, InputError, MissingDependency, StageError
+    from curate.inflight import tracked
     from curate.stage import (
         Filter,
         GlobalStage,
@@ -40,6 +41,7 @@ _LAZY = {
         ("Filter", "GlobalStage", "GroupFilter", "Mapper", "Stage", "StageColumns", "StageResult", "filter", "mapper"),
         "curate.stage",
     ),
+    "tracked": "curate.inflight",
 }
 
 
@@ -73,6 +75,7 @@ __all__ = [
     "filter",
     "mapper",
     "run",
+    "tracked",
 ]
 
 

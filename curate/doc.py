@@ -7,6 +7,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from curate.inflight import tracked
+
 _MISSING = object()
 
 
@@ -45,7 +47,7 @@ class Columns:
         values[i] = value
 
     def docs(self) -> Iterator[Doc]:
-        for i in range(self.num_rows):
+        for i in tracked(range(self.num_rows)):
             yield Doc(self, i)
 
 

@@ -21,6 +21,8 @@ class Ledger:
         self.units: dict[str, int] = {}
         self.figures = Figures()
         self.errors: dict[str, int] = {}
+        # records a global stage's per-batch work isolated as poison (engine/isolate.py), by stage, then id
+        self.quarantine: dict[str, dict[str, dict[str, str]]] = {}
 
     def unit_done(self, key: str, docs: int) -> None:
         self.units[key] = docs
@@ -32,6 +34,15 @@ class Ledger:
     def add_errors(self, stage: str, n: int) -> int:
         self.errors[stage] = self.errors.get(stage, 0) + n
         return sum(self.errors.values())
+
+    def isolate(self, stage: str, records: list[dict[str, str]]) -> None:
+        """Records ({"id", "reason", "detail"}) that a global stage's derive() isolated; a retried task's again."""
+        mine = self.quarantine.setdefault(stage, {})
+        for r in records:
+            mine[r["id"]] = r
+
+    def isolated(self, stage: str) -> dict[str, dict[str, str]]:
+        return dict(self.quarantine.get(stage, {}))
 
     def snapshot(self) -> dict[str, Any]:
         """{"units": {key: docs}, "stages": {stage: StageFigures}, "errors": {stage: n}}."""

@@ -40,3 +40,15 @@ class Engine:
     # Partitions of a global stage's shuffles (group_by, partition_by); default: twice the CPUs Ray sees. A call
     # of a grouping function holds about 1/N of the shuffled table, so this bounds memory per worker.
     shuffle_partitions: int | None = None
+    # Poison records (docs/outputs.md): "process" runs each batch's stages in a child forked from the worker, so a
+    # record that crashes it, hangs past its deadline or exhausts its memory is rejected alone (worker_crashed,
+    # stage_timeout, out_of_memory) and the run goes on; "none" runs them in the worker itself (a debugger's
+    # breakpoint in a stage works with the local runner; a crash then ends the run).
+    isolation: Literal["process", "none"] = "process"
+    # Seconds one record may take in one stage (a stage's own `deadline:` overrides it); 0: no deadline.
+    record_deadline: float = 30.0
+    # Bytes a batch may add to its worker's memory (e.g. 4GiB); default: half the machine's memory over its CPUs,
+    # at least 1 GiB.
+    memory_limit: str | int | None = None
+    # Times Ray runs a task again when its worker dies (a node lost, a worker killed): a transient failure.
+    task_retries: int = 3

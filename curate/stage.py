@@ -240,7 +240,7 @@ class Mapper(Stage):
         declared = self.columns()
         table = batch
         for name, values in cols.updates.items():
-            dtype = declared.output.get(name)
+            dtype = declared.output.get(name, declared.rejected.get(name))
             if dtype is None and name in table.column_names:
                 dtype = table.schema.field(name).type
             if dtype is None:

@@ -195,11 +195,12 @@ import time
 from pathlib import Path
 
 import curate
+from curate.inflight import worker_pid  # the Ray worker, not the isolated child of a batch
 
 
 def slow_batch(stage, batch):
     """One line "batch" in stage.pid_dir/<this worker's pid> per batch, then stage.seconds per document."""
-    with open(Path(stage.pid_dir, str(os.getpid())), "a") as fh:
+    with open(Path(stage.pid_dir, str(worker_pid())), "a") as fh:
         fh.write("batch\\n")
     time.sleep(stage.seconds * batch.num_rows)
 '''

@@ -85,6 +85,25 @@ def test_mapper_adds_declared_typed_column_and_may_reject():
     assert out.filter(pa.compute.is_valid(out.column(REASON))).column(REASON).to_pylist() == ["empty_text"]
 
 
+def test_a_row_stage_puts_its_rejected_columns_on_rejected_rows_only():
+    class Why(curate.Mapper):
+        rejected_columns: ClassVar[dict[str, pa.DataType]] = {"why": pa.string()}
+
+        def map(self, doc):
+            if "bad" in doc.text:
+                doc["why"] = f"matched {doc.text.split()[-1]}"
+                return "bad_word"
+            return None
+
+    out = SegmentRunner([_spec(Why, "why")], Ledger())(_batch(["fine text", "a bad one", "also fine"]))
+    kept = out.filter(pa.compute.is_null(out.column(REASON)))
+    rejected = out.filter(pa.compute.is_valid(out.column(REASON)))
+    # (kept rows carry it as null only where a batch holds both; the writer conforms them to the kept schema)
+    assert kept.column("id").to_pylist() == ["d0", "d2"] and kept.column("why").null_count == 2
+    assert rejected.column("why").to_pylist() == ["matched one"]
+    assert rejected.column("text").to_pylist() == ["a bad one"]  # the row as it entered the stage
+
+
 def test_undeclared_column_is_a_stage_error():
     @curate.mapper
     def sneaky(doc):

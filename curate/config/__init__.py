@@ -40,6 +40,8 @@ class StageSpec:
     params: dict[str, Any]
     resources: dict[str, float] = field(default_factory=dict)
     line: int | None = None
+    # seconds one record may take in this stage before it is isolated as stage_timeout (None: engine.record_deadline)
+    deadline: float | None = None
 
     def build(self) -> Stage:
         """A new instance of the stage: each worker builds its own, and sets it up there."""
@@ -96,7 +98,7 @@ def find_pipeline(name_or_path: str) -> Path:
 
 
 _TOP_KEYS = {"name", "description", "input", "output", "stages", "engine"}
-_STAGE_KEYS = {"id", "uses", "with", "resources"}
+_STAGE_KEYS = {"id", "uses", "with", "resources", "deadline"}
 
 
 def load(
@@ -271,7 +273,8 @@ def _load_stage(raw: Any, i: int, doc: LocatedYaml, seen: set[str]) -> StageSpec
     for key in raw:
         if key not in _STAGE_KEYS:
             raise ConfigError(
-                f"{doc.where('stages', i, key)}: {label}: unknown key '{key}' (known: id, uses, with, resources)"
+                f"{doc.where('stages', i, key)}: {label}: unknown key '{key}' "
+                "(known: id, uses, with, resources, deadline)"
             )
     if not isinstance(sid, str) or not _ID.match(sid):
         raise ConfigError(f"{where}: {label}: 'id' must be a name like 'lang' or 'gopher_rep'")
@@ -291,7 +294,13 @@ def _load_stage(raw: Any, i: int, doc: LocatedYaml, seen: set[str]) -> StageSpec
         res = coerce(res, dict[str, float])
     except TypeMismatch as e:
         raise ConfigError(f"{doc.where('stages', i, 'resources')}: {label}: resources: {e}") from None
+    deadline = raw.get("deadline")
+    if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or deadline < 0):
+        raise ConfigError(
+            f"{doc.where('stages', i, 'deadline')}: {label}: deadline must be seconds per record (0: none)"
+        )
     spec = StageSpec(sid, uses, cls, params, {**cls.resources, **res}, doc.lines.get(("stages", i)))
+    spec.deadline = None if deadline is None else float(deadline)
     try:
         _ = spec.stage  # built once here (and cached): a stage may validate its parameters in __post_init__
     except CurateError as e:
@@ -314,4 +323,5 @@ def _resolved_stage(s: StageSpec) -> dict[str, Any]:
             }
         ),
         **({"resources": s.resources} if s.resources else {}),
+        **({"deadline": s.deadline} if s.deadline is not None else {}),
     }

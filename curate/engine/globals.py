@@ -8,36 +8,117 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curate import inflight
+from curate.engine.isolate import Isolated, Limits, guarded
 from curate.engine.segment import declared_columns, setup_stage
 from curate.errors import StageError
 from curate.output.figures import Figures
 from curate.output.sink import SideWriter
-from curate.schema import ID, REASON, RESERVED, STAGE, UNIT, split_live
+from curate.schema import FIGURES, ID, REASON, RESERVED, STAGE, UNIT, split_live
 from curate.stage import Stage, check_reasons
 
 
-def live_only(fn: Callable[[pa.Table], pa.Table], reporter: Any, sid: str) -> Callable[[pa.Table], pa.Table]:
-    """Apply fn to the live rows of a batch; rows rejected earlier pass through untouched."""
+def live_only(
+    fn: Callable[[pa.Table], pa.Table], reporter: Any, sid: str, limits: Limits | None = None
+) -> Callable[[pa.Table], pa.Table]:
+    """Apply fn to the live rows of a batch; rows rejected earlier pass through untouched. With `limits`, fn runs
+    in an isolated child (engine/isolate.py) and a row that crashes, hangs or exhausts it is rejected alone."""
 
     def wrapped(batch: pa.Table) -> pa.Table:
         split = split_live(batch)
         if split.body.num_rows == 0:
             return _drop_temporary(batch)
         t0 = time.perf_counter()
-        out = fn(split.body)
-        if out.num_rows != split.body.num_rows:
-            raise StageError(f"global stage '{sid}' returned {out.num_rows} rows for {split.body.num_rows}")
+        parts, isolated = guarded_call(fn, split.body, limits, sid)
+        rows = [r for rs, _ in parts for r in rs]
+        out = concat([t for _, t in parts]) if len(parts) != 1 else parts[0][1]
+        if out.num_rows != len(rows):
+            raise StageError(f"global stage '{sid}' returned {out.num_rows} rows for {len(rows)}")
+        meta = split.meta
+        if isolated or rows != list(range(split.body.num_rows)):
+            order = np.argsort(np.asarray(rows, np.int64), kind="stable")
+            out = out.take(pa.array(order))
+            meta = meta.take(pa.array(np.asarray(rows, np.int64)[order]))
         figures = Figures()
         figures.stage(sid).seconds = time.perf_counter() - t0
         reporter.add(figures)
-        # fn keeps rows in order (the Docs contract), so the engine's columns line up again by position
-        dead = None if split.dead is None else _drop_temporary(split.dead)
-        return split._replace(dead=dead).join(out)
+        dead = [] if split.dead is None else [_drop_temporary(split.dead)]
+        if isolated:
+            whole = split._replace(dead=None).join(split.body)  # the live rows with their engine columns
+            failed = whole.take(pa.array([iso.row for iso in isolated]))
+            dead.append(reject_isolated(failed, {_id(failed, i): iso.failure for i, iso in enumerate(isolated)}, sid))
+        return split._replace(dead=concat(dead) if dead else None).join(out, meta)
 
     return wrapped
+
+
+def guarded_call(
+    fn: Callable[[pa.Table], pa.Table], body: pa.Table, limits: Limits | None, sid: str
+) -> tuple[list[tuple[list[int], pa.Table]], list[Isolated]]:
+    """fn over `body`, in isolated children under `limits` (in this process when None): [(rows, fn(those rows))]
+    for the parts that ran, and the rows isolated."""
+    if limits is None or body.num_rows == 0:
+        return [(list(range(body.num_rows)), fn(body))], []
+
+    def call(rows: list[int]) -> tuple[list[int], pa.Table]:
+        inflight.stage(0, rows)
+        return rows, fn(body if len(rows) == body.num_rows else body.take(rows))
+
+    return guarded(call, body.num_rows, limits, f"global stage '{sid}'")
+
+
+def _id(table: pa.Table, i: int) -> str:
+    return str(table.column(ID)[i].as_py()) if ID in table.column_names else "?"
+
+
+def reject_isolated(rows: pa.Table, failures: dict[str, Any], sid: str) -> pa.Table:
+    """`rows` (with the engine's columns) rejected by global stage `sid` as the poison records they are: reason
+    and stage set, the failure in the figures each row carries (a line logged for each)."""
+    from curate.engine.segment import isolation_log
+
+    reasons, details = [], []
+    for i in range(rows.num_rows):
+        failure = failures[_id(rows, i)]
+        reason, detail = (
+            (failure.reason, failure.detail) if hasattr(failure, "reason") else (failure["reason"], failure["detail"])
+        )
+        reasons.append(reason)
+        details.append(detail)
+        isolation_log.warning("global stage '%s': document %s isolated as %s (%s)", sid, _id(rows, i), reason, detail)
+    figures = []
+    for i, (reason, detail) in enumerate(zip(reasons, details)):
+        have = rows.column(FIGURES)[i].as_py()
+        fig = Figures.from_json(have) if have else Figures()
+        fig.stage(sid).failures.append({"id": _id(rows, i), "reason": reason, "detail": detail})
+        figures.append(fig.to_json())
+    for name, values in ((REASON, reasons), (STAGE, [sid] * rows.num_rows), (FIGURES, figures)):
+        rows = rows.set_column(rows.schema.get_field_index(name), name, pa.array(values, pa.string()))
+    return rows
+
+
+def derived_isolated(fn: Callable[[pa.Table], pa.Table], ctx: GlobalContext) -> Callable[[pa.Table], pa.Table]:
+    """A global stage's derive() function over live documents, isolated under the context's limits: the rows that
+    crash, hang or exhaust it are left out of the derived table and reported to the ledger, and the stage's
+    finishing step rejects them (run_global)."""
+    if ctx.limits is None:
+        return fn
+
+    def run(body: pa.Table) -> pa.Table:
+        parts, isolated = guarded_call(fn, body, ctx.limits, ctx.sid)
+        if isolated:
+            records = [
+                {"id": _id(body, iso.row), "reason": iso.failure.reason, "detail": iso.failure.detail}
+                for iso in isolated
+            ]
+            ctx.reporter.isolate(ctx.sid, records)
+        tables = [t for _, t in parts if t.num_columns]
+        return concat(tables) if tables else pa.table({})
+
+    return run
 
 
 def _drop_temporary(batch: pa.Table) -> pa.Table:
@@ -115,8 +196,9 @@ def concat(tables: list[pa.Table]) -> pa.Table:
 class GlobalContext:
     """What a runner's Docs handle needs to know about the global stage it serves."""
 
-    def __init__(self, spec: Any, reporter: Any, writer: Any) -> None:
+    def __init__(self, spec: Any, reporter: Any, writer: Any, limits: Limits | None = None) -> None:
         self.spec = spec
+        self.limits = limits  # isolation of the stage's per-batch work (engine/isolate.py); None: in the worker
         self.sid: str = spec.id
         self.reporter = reporter
         self.writer = writer  # the phase's ShardWriter: output, run state, phase, stage schemas
@@ -142,11 +224,28 @@ def run_global(ctx: GlobalContext, docs: Any) -> tuple[Any, Stage]:
     stage = ctx.spec.build()
     setup_stage(ctx.sid, stage)
     out = stage.apply_global(reject_later_copies(docs, ctx.sid))  # type: ignore[attr-defined]
+    # Documents its derive() functions isolated as poison (they ran by now: a stage collects, materializes or
+    # joins what it derives before it decides) are rejected with its own decisions.
+    poison = ctx.reporter.isolated(ctx.sid) if ctx.limits is not None else {}
 
     def finish(t: pa.Table) -> pa.Table:
+        if poison:
+            t = _reject_poison(t, poison, ctx.sid)
         return finish_global(t, stage, ctx.sid, ctx.input_names)
 
     return out.all_batches(finish), stage
+
+
+def _reject_poison(batch: pa.Table, poison: dict[str, dict[str, str]], sid: str) -> pa.Table:
+    hit = pc.and_(
+        pc.fill_null(pc.is_in(batch.column(ID), value_set=pa.array(list(poison))), False),
+        pc.is_null(batch.column(REASON)),
+    )
+    if not pc.any(hit).as_py():
+        return batch
+    rows = reject_isolated(batch.filter(hit), poison, sid)
+    rest = batch.filter(pc.invert(hit))
+    return concat([rest, rows])
 
 
 def reject_later_copies(docs: Any, sid: str) -> Any:

@@ -13,7 +13,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.config import Pipeline
-from curate.engine.globals import GlobalContext, concat, drop_null_keys, join_by, live_only, run_global
+from curate.engine.globals import (
+    GlobalContext,
+    concat,
+    derived_isolated,
+    drop_null_keys,
+    join_by,
+    live_only,
+    run_global,
+)
+from curate.engine.isolate import limits_for
 from curate.engine.plan import PhaseJob
 from curate.engine.read import read_unit
 from curate.engine.segment import SegmentRunner
@@ -62,7 +71,7 @@ class LocalDocs:
         return live_only(fn, self.ctx.reporter, self.ctx.sid)
 
     def map_batches(self, fn: Callable[[pa.Table], pa.Table]) -> LocalDocs:
-        wrapped = self._live(fn)
+        wrapped = live_only(fn, self.ctx.reporter, self.ctx.sid, self.ctx.limits)
         return LocalDocs([wrapped(t) for t in self.tables], self.ctx)
 
     def all_batches(self, fn: Callable[[pa.Table], pa.Table]) -> LocalDocs:
@@ -81,9 +90,10 @@ class LocalDocs:
 
     def derive(self, fn: Callable[[pa.Table], pa.Table]) -> LocalTable:
         out: list[pa.Table] = []
+        isolated_fn = derived_isolated(fn, self.ctx)
 
         def collect(body: pa.Table) -> pa.Table:
-            out.append(fn(body))
+            out.append(isolated_fn(body))
             return body
 
         for t in self.tables:
@@ -163,10 +173,11 @@ class LocalExecutor:
         ran: list[tuple[str, Stage]] = []
         for seg in phase.segments:
             if seg.kind == "row":
-                runner = SegmentRunner(seg.specs, self.ledger, self.pipeline.engine.max_stage_errors)
+                engine = self.pipeline.engine
+                runner = SegmentRunner(seg.specs, self.ledger, engine.max_stage_errors, limits_for(seg.specs, engine))
                 stream = map(runner, _rebatch(stream, self.pipeline.engine.batch_rows))
             else:
-                ctx = GlobalContext(seg.specs[0], self.ledger, writer)
+                ctx = GlobalContext(seg.specs[0], self.ledger, writer, limits_for(seg.specs, self.pipeline.engine))
                 docs, stage = run_global(ctx, LocalDocs(list(stream), ctx))
                 stream = docs.tables
                 ran.append((ctx.sid, stage))

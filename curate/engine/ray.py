@@ -6,10 +6,12 @@ an actor pool so that models load once per actor. Global stages hash-partition t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterable
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -17,6 +19,7 @@ import pyarrow as pa
 from curate.config import Pipeline
 from curate.engine import embedded
 from curate.engine.globals import GlobalContext, run_global
+from curate.engine.isolate import Limits, limits_for
 from curate.engine.plan import PhaseJob, Segment
 from curate.engine.ray_docs import RayDocs
 from curate.engine.read import read_unit
@@ -72,6 +75,7 @@ def worker_logging(show: bool) -> None:
     """In a worker: a stage's warnings were already printed once by the driver's preflight (engine.segment), so
     workers (whose logs Ray forwards to the driver) keep only errors unless the run is verbose."""
     logging.getLogger("curate").setLevel(logging.DEBUG if show else logging.ERROR)
+    logging.getLogger("curate.isolation").setLevel(logging.DEBUG if show else logging.WARNING)  # one line a record
 
 
 class RayReporter:
@@ -91,6 +95,16 @@ class RayReporter:
 
     def unit_done(self, key: str, docs: int) -> None:
         self.actor.unit_done.remote(key, docs)
+
+    def isolate(self, stage: str, records: list[dict[str, str]]) -> None:
+        import ray
+
+        ray.get(self.actor.isolate.remote(stage, records))  # waited for: the driver asks for them next
+
+    def isolated(self, stage: str) -> dict[str, dict[str, str]]:
+        import ray
+
+        return ray.get(self.actor.isolated.remote(stage))
 
 
 def _datasource(
@@ -142,9 +156,11 @@ class _UnitDone:
 class _SegmentActor:
     """An actor of a stateful segment: builds and sets up its stages once."""
 
-    def __init__(self, specs: list, reporter: RayReporter, max_errors: int, show_logs: bool) -> None:
+    def __init__(
+        self, specs: list, reporter: RayReporter, max_errors: int, show_logs: bool, limits: Limits | None
+    ) -> None:
         worker_logging(show_logs)
-        self.runner = SegmentRunner(specs, reporter, max_errors)
+        self.runner = SegmentRunner(specs, reporter, max_errors, limits)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return self.runner(batch)
@@ -159,19 +175,22 @@ class _SegmentTask:
     """A segment run as tasks. An instance (not a class), so Ray runs it as tasks; it reaches the process-wide
     cache through this module's globals when called, so its stages are built once per worker process."""
 
-    def __init__(self, specs: list, reporter: RayReporter, max_errors: int, show_logs: bool) -> None:
+    def __init__(
+        self, specs: list, reporter: RayReporter, max_errors: int, show_logs: bool, limits: Limits | None
+    ) -> None:
         self.token = uuid.uuid4().hex
         self.specs = specs
         self.reporter = reporter
         self.max_errors = max_errors
         self.show_logs = show_logs
+        self.limits = limits
         self.__name__ = "+".join(s.id for s in specs)  # Ray names the operator after the function
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         runner = _RUNNERS.get(self.token)
         if runner is None:
             worker_logging(self.show_logs)
-            runner = _RUNNERS[self.token] = SegmentRunner(self.specs, self.reporter, self.max_errors)
+            runner = _RUNNERS[self.token] = SegmentRunner(self.specs, self.reporter, self.max_errors, self.limits)
         return runner(batch)
 
 
@@ -191,6 +210,15 @@ def _datasink(writer: ShardWriter, min_rows: int, write_prefix: str) -> Any:
             return writer.write(blocks, f"{write_prefix}-{ctx.task_idx:05d}")
 
     return CurateSink()
+
+
+@contextlib.contextmanager
+def _remote_args_allowed() -> Iterator[None]:
+    """Ray 2.60 deprecates map_batches' **ray_remote_args, yet names no parameter for the retry bounds
+    (max_retries, max_restarts, max_task_retries) that it otherwise sets to forever: its warning is not the user's."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        yield
 
 
 class RayExecutor:
@@ -250,7 +278,8 @@ class RayExecutor:
         # The writer gathers shard_rows rows per task (min_rows_per_write). Its own (smaller) CPU request keeps Ray
         # from fusing it into the stages: fused, that bundling would funnel every batch into one task at a time.
         ds.write_datasink(
-            _datasink(writer, self.pipeline.output.shard_rows, write_prefix), ray_remote_args={"num_cpus": 0.5}
+            _datasink(writer, self.pipeline.output.shard_rows, write_prefix),
+            ray_remote_args={"num_cpus": 0.5, "max_retries": self.pipeline.engine.task_retries},
         )
         if log.isEnabledFor(logging.DEBUG):
             log.debug("Ray Data execution of phase %d:\n%s", phase.index, ds.stats())
@@ -284,16 +313,23 @@ class RayExecutor:
                 opts[name] = res.pop(name)
         if res:
             opts["resources"] = res
+        limits = limits_for(seg.specs, engine)
         if seg.in_actors:
-            return ds.map_batches(
-                _SegmentActor,
-                fn_constructor_args=(seg.specs, self.reporter, engine.max_stage_errors, verbose()),
-                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
-                **opts,
-            )
+            # A dead actor is restarted and its batch run again, task_retries times (Ray's default: forever).
+            opts["max_restarts"] = opts["max_task_retries"] = engine.task_retries
+            with _remote_args_allowed():
+                return ds.map_batches(
+                    _SegmentActor,
+                    fn_constructor_args=(seg.specs, self.reporter, engine.max_stage_errors, verbose(), limits),
+                    compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
+                    **opts,
+                )
         if seg.kind == "row":
-            return ds.map_batches(_SegmentTask(seg.specs, self.reporter, engine.max_stage_errors, verbose()), **opts)
-        ctx = GlobalContext(seg.specs[0], self.reporter, writer)
+            opts["max_retries"] = engine.task_retries  # a dead worker's task runs again this often, not forever
+            task = _SegmentTask(seg.specs, self.reporter, engine.max_stage_errors, verbose(), limits)
+            with _remote_args_allowed():
+                return ds.map_batches(task, **opts)
+        ctx = GlobalContext(seg.specs[0], self.reporter, writer, limits_for(seg.specs, engine))
         docs, stage = run_global(ctx, RayDocs(ds, ctx, self._partitions()))
         ran.append((ctx.sid, stage))
         return docs.ds

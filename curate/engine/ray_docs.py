@@ -9,7 +9,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curate.engine.globals import GlobalContext, concat, drop_null_keys, join_by, live_only, null_spread_key
+from curate.engine.globals import (
+    GlobalContext,
+    concat,
+    derived_isolated,
+    drop_null_keys,
+    join_by,
+    live_only,
+    null_spread_key,
+)
 from curate.io.base import expand_paths
 from curate.output import sink
 from curate.schema import UNIT, conform, split_live
@@ -90,7 +98,7 @@ class RayDocs:
         return RayDocs(ds, self.ctx, self.partitions)
 
     def map_batches(self, fn: Callable[[pa.Table], pa.Table]) -> RayDocs:
-        return self._with(_pyarrow(live_only(fn, self.ctx.reporter, self.ctx.sid), self.ds))
+        return self._with(_pyarrow(live_only(fn, self.ctx.reporter, self.ctx.sid, self.ctx.limits), self.ds))
 
     def all_batches(self, fn: Callable[[pa.Table], pa.Table]) -> RayDocs:
         return self._with(_pyarrow(fn, self.ds))
@@ -108,7 +116,7 @@ class RayDocs:
         return self._with(_pyarrow(run, ds))
 
     def derive(self, fn: Callable[[pa.Table], pa.Table]) -> RayTable:
-        return RayTable(_pyarrow(_derived(fn, keep_unit=False), self.ds), self.partitions)
+        return RayTable(_pyarrow(_derived(derived_isolated(fn, self.ctx), keep_unit=False), self.ds), self.partitions)
 
     def derive_units(self, fn: Callable[[pa.Table], pa.Table]) -> RayTable:
         """derive() for the engine itself: the live documents with their read unit."""

@@ -12,10 +12,13 @@ import time
 import traceback
 from typing import Any, Protocol
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curate import inflight
 from curate.config import StageSpec
+from curate.engine.isolate import Isolated, Limits, guarded
 from curate.errors import CurateError, StageError
 from curate.output.figures import Figures
 from curate.output.measure import attach_figures, doc_sizes, stage_sizes
@@ -23,6 +26,9 @@ from curate.schema import FIGURES, REASON, STAGE, UNIT, conform, split_live, wit
 from curate.stage import Stage, StageResult, check_reasons
 
 log = logging.getLogger("curate.engine")
+# One line per record isolated as a poison record (engine/isolate.py); workers keep it at WARNING (engine/ray.py).
+isolation_log = logging.getLogger("curate.isolation")
+_OOM = "out_of_memory"
 
 
 class Reporter(Protocol):
@@ -73,33 +79,73 @@ def preflight_stage(sid: str, stage: Stage) -> None:
 
 class SegmentRunner:
     """Runs a fused chain of row stages over a batch; rejected rows leave the chain with their reason, and each
-    stage's figures ride on the batch (schema.FIGURES, output.measure) to the writer's commit record."""
+    stage's figures ride on the batch (schema.FIGURES, output.measure) to the writer's commit record. With
+    `limits` (engine.isolation: process, the default) each batch runs in a forked child (engine/isolate.py) and a
+    record that crashes, hangs or exhausts it is rejected alone; without, in this process (for a debugger)."""
 
-    def __init__(self, specs: list[StageSpec], reporter: Reporter, max_stage_errors: int = 100) -> None:
+    def __init__(
+        self, specs: list[StageSpec], reporter: Reporter, max_stage_errors: int = 100, limits: Limits | None = None
+    ) -> None:
         self.ids = [s.id for s in specs]
         self.stages: list[Stage] = [s.build() for s in specs]
         self.reporter = reporter
         self.max_stage_errors = max_stage_errors
+        self.limits = limits
         self._tracebacks_logged = 0
         for sid, stage in zip(self.ids, self.stages):
             setup_stage(sid, stage)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        batch = with_reserved(batch)
+        if self.limits is None:
+            results, isolated = [self._run(batch, None)], []
+        else:
+            results, isolated = guarded(
+                lambda rows: self._run(batch, rows), batch.num_rows, self.limits, "+".join(self.ids)
+            )
+        figures = Figures()
+        tables = []
+        for table, fig, errors in results:
+            figures.add(fig)
+            tables.append(table)
+            for sid, sf in fig.stages.items():
+                for f in sf.failures:
+                    what = f"{f['reason']} ({f['detail']})"
+                    isolation_log.warning("stage '%s': document %s rejected as %s", sid, f["id"], what)
+            for sid, failed in errors.items():
+                self._stage_errors(sid, failed)
+        for iso in isolated:
+            tables.append(self._isolated_row(batch, iso, figures))
+        if figures.stages:
+            self.reporter.add(figures)
+        tables = [t for t in tables if t.num_rows] or tables[:1]
+        return tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
+
+    def _run(self, batch: pa.Table, rows: list[int] | None) -> tuple[pa.Table, Figures, dict[str, list]]:
+        """The stages over `batch` (only its `rows`, when given): the batch out, its figures and, per stage, the
+        documents it raised on (id, traceback)."""
+        if rows is not None and len(rows) != batch.num_rows:
+            batch = batch.take(rows)
         # Stages never see the engine's columns; they travel beside the rows (`meta`), filtered in lockstep.
-        split = split_live(with_reserved(batch))
+        split = split_live(batch)
         work, meta = split.body, split.meta
+        live = np.flatnonzero(pc.is_null(batch.column(REASON)).to_numpy(zero_copy_only=False))
+        origin = np.asarray(rows if rows is not None else range(batch.num_rows), np.int64)[live]
         out: list[pa.Table] = []
         figures = Figures()
+        errors: dict[str, list] = {}
         sizes = doc_sizes(work)  # words and bytes per live row, recounted only after a stage that changed text
-        for sid, stage in zip(self.ids, self.stages):
+        for k, (sid, stage) in enumerate(zip(self.ids, self.stages)):
             if work.num_rows == 0:
                 break
             t0 = time.perf_counter()
-            result = self._apply(sid, stage, work)
+            result = self._apply(k, stage, work, origin.tolist(), errors)
             fig = figures.stage(sid)
             fig.seconds = time.perf_counter() - t0
             fig.counters = stage.take_counts()
             fig.docs_in = work.num_rows
+            for doc_id, _ in errors.pop(_OOM, []):
+                fig.failures.append({"id": doc_id, "reason": _OOM, "detail": "MemoryError at the memory limit"})
             if result.reasons is None:
                 sizes = stage_sizes(fig, sizes, work, result.table, None, result.table)
                 work = result.table
@@ -108,65 +154,130 @@ class SegmentRunner:
             drop = pc.invert(keep)
             why = result.reasons.filter(drop)
             fig.rejected = {d["values"]: d["counts"] for d in pc.value_counts(why).to_pylist()}
-            out.append(_rejected_rows(work.filter(drop), why, sid, meta.filter(drop)))  # as they entered
-            kept = result.table.filter(keep)
+            rows = _with_rejected_columns(work.filter(drop), result.table.filter(drop), stage)  # as they entered
+            out.append(_rejected_rows(rows, why, sid, meta.filter(drop)))
+            kept = _without_rejected_columns(result.table.filter(keep), stage, work)
             sizes = stage_sizes(fig, sizes, work, result.table, keep, kept)
             work = kept
             meta = meta.filter(keep)
-        if figures.stages:
-            self.reporter.add(figures)
+            origin = origin[keep.to_numpy(zero_copy_only=False)]
+        inflight.stage(-1, ())
         table = split.join(work, meta)
         if out:
             table = pa.concat_tables([table, *out], promote_options="permissive")
-        return attach_figures(table, figures)
+        return attach_figures(table, figures), figures, errors
 
-    def _apply(self, sid: str, stage: Stage, table: pa.Table) -> StageResult:
+    def _apply(self, k: int, stage: Stage, table: pa.Table, origin: list[int], errors: dict[str, list]) -> StageResult:
+        sid = self.ids[k]
+        inflight.stage(k, origin)
         try:
             result = stage.apply(table)
         except Exception as e:
             if isinstance(e, StageError):
                 raise
-            return self._apply_per_row(sid, stage, table)
+            return self._apply_per_row(k, stage, table, origin, errors)
         return _checked(sid, stage, table, result)
 
-    def _apply_per_row(self, sid: str, stage: Stage, table: pa.Table) -> StageResult:
-        """A stage raised on a batch: find the documents it raises on, reject them as stage_error:<stage>."""
+    def _apply_per_row(
+        self, k: int, stage: Stage, table: pa.Table, origin: list[int], errors: dict[str, list]
+    ) -> StageResult:
+        """A stage raised on a batch: find the documents it raises on, reject them as stage_error:<stage> (or
+        out_of_memory: a MemoryError, the isolated child's memory limit reached)."""
+        sid = self.ids[k]
         tables: list[pa.Table] = []
         reasons: list[str | None] = []
-        failures = 0
         for i in range(table.num_rows):
             row = table.slice(i, 1)
+            inflight.stage(k, origin, i)
             try:
                 res = _checked(sid, stage, row, stage.apply(row))
             except StageError:
                 raise
-            except Exception:
-                failures += 1
-                self._log_failure(sid, row)
+            except Exception as e:
                 tables.append(row)
+                if isinstance(e, MemoryError):  # the isolated child's memory limit: no kill needed
+                    reasons.append(_OOM)
+                    doc_id = row.column("id")[0].as_py() if "id" in row.column_names else "?"
+                    errors.setdefault(_OOM, []).append((doc_id, sid))
+                    continue
+                doc_id = row.column("id")[0].as_py() if "id" in row.column_names else "?"
+                errors.setdefault(sid, []).append((doc_id, traceback.format_exc()))
                 reasons.append(f"stage_error:{sid}")
                 continue
             tables.append(res.table)
             reasons.append(None if res.reasons is None else res.reasons[0].as_py())
-        total = self.reporter.add_errors(sid, failures)
+        ok = [t for t, r in zip(tables, reasons) if r is None or not (r.startswith("stage_error:") or r == _OOM)]
+        schema = ok[0].schema if ok else table.schema
+        merged = pa.concat_tables([conform(t, schema) for t in tables]) if tables else table
+        return StageResult(merged, pa.array(reasons, pa.string()))
+
+    def _stage_errors(self, sid: str, failed: list[tuple[str, str]]) -> None:
+        """Log the documents a stage raised on (tracebacks of the first five) and stop the run past the cap."""
+        for doc_id, text in failed:
+            if self._tracebacks_logged < 5:
+                self._tracebacks_logged += 1
+                log.error("stage '%s' raised on document %s:\n%s", sid, doc_id, text)
+            else:
+                log.error("stage '%s' raised on document %s (traceback above for earlier ones)", sid, doc_id)
+        total = self.reporter.add_errors(sid, len(failed))
         if 0 <= self.max_stage_errors < total:
             raise StageError(
                 f"stage '{sid}' raised on {total} documents, more than engine.max_stage_errors="
                 f"{self.max_stage_errors}; the run stops (tracebacks are in the log)",
                 hint="fix the stage, or raise engine.max_stage_errors (-1 for no cap)",
             )
-        ok = [t for t, r in zip(tables, reasons) if r != f"stage_error:{sid}"]
-        schema = ok[0].schema if ok else table.schema
-        merged = pa.concat_tables([conform(t, schema) for t in tables]) if tables else table
-        return StageResult(merged, pa.array(reasons, pa.string()))
 
-    def _log_failure(self, sid: str, row: pa.Table) -> None:
+    def _isolated_row(self, batch: pa.Table, iso: Isolated, figures: Figures) -> pa.Table:
+        """The row the guard isolated, rejected by the stage that was running, as it entered the segment; its
+        figures count it in every stage before that one (it passed them) and rejected there."""
+        k = min(max(iso.failure.stage, 0), len(self.ids) - 1)
+        sid = self.ids[k]
+        row = batch.slice(iso.row, 1)
         doc_id = row.column("id")[0].as_py() if "id" in row.column_names else "?"
-        if self._tracebacks_logged < 5:
-            self._tracebacks_logged += 1
-            log.error("stage '%s' raised on document %s:\n%s", sid, doc_id, traceback.format_exc())
-        else:
-            log.error("stage '%s' raised on document %s (traceback above for earlier ones)", sid, doc_id)
+        words, nbytes = (int(a[0]) for a in doc_sizes(split_live(row).body))
+        fig = Figures()
+        for j, other in enumerate(self.ids[: k + 1]):
+            f = fig.stage(other)
+            f.docs_in = 1
+            for flow, n in ((f.words, words), (f.bytes, nbytes)):
+                flow.into = n  # (its size rejected is counted by the writer, from the row itself)
+                if j < k:
+                    flow.kept = flow.out = n
+        last = fig.stage(sid)
+        last.rejected = {iso.failure.reason: 1}
+        last.failures = [{"id": doc_id, "reason": iso.failure.reason, "detail": iso.failure.detail}]
+        figures.add(fig)
+        isolation_log.warning(
+            "stage '%s': document %s isolated as %s (%s; found in %d run%s of the batch)",
+            sid,
+            doc_id,
+            iso.failure.reason,
+            iso.failure.detail,
+            iso.runs,
+            "s" if iso.runs > 1 else "",
+        )
+        row = row.set_column(row.schema.get_field_index(REASON), REASON, pa.array([iso.failure.reason], pa.string()))
+        row = row.set_column(row.schema.get_field_index(STAGE), STAGE, pa.array([sid], pa.string()))
+        return attach_figures(row, fig)
+
+
+def _with_rejected_columns(rows: pa.Table, result: pa.Table, stage: Stage) -> pa.Table:
+    """A row stage's rejected rows as they entered it, plus the rejected_columns it set on them (why it rejected
+    them: a matched n-gram, a score)."""
+    for name in stage.columns().rejected:
+        if name in result.column_names:
+            col = result.column(name)
+            idx = rows.schema.get_field_index(name)
+            rows = rows.set_column(idx, name, col) if idx >= 0 else rows.append_column(name, col)
+    return rows
+
+
+def _without_rejected_columns(kept: pa.Table, stage: Stage, before: pa.Table) -> pa.Table:
+    """Kept rows without the columns the stage added for rejected rows only."""
+    columns = stage.columns()
+    only = [n for n in columns.rejected if n not in columns.output and n in kept.column_names]
+    only = [n for n in only if n not in before.column_names]
+    return kept.drop_columns(only) if only else kept
 
 
 def _rejected_rows(rows: pa.Table, why: pa.Array, sid: str, meta: pa.Table) -> pa.Table:
@@ -207,8 +318,10 @@ def _checked(sid: str, stage: Stage, before: pa.Table, result: Any) -> StageResu
         )
     if reasons is not None and len(reasons) != before.num_rows:
         raise StageError(f"stage '{sid}' returned {len(reasons)} reasons for {before.num_rows} rows")
-    hint = "declare added columns in the stage's output_columns with their pyarrow types"
-    table = declared_columns(f"stage '{sid}'", table, set(before.column_names), stage.columns().output, hint)
+    hint = "declare added columns in the stage's output_columns (rejected_columns) with their pyarrow types"
+    columns = stage.columns()
+    declared = {**columns.rejected, **columns.output}
+    table = declared_columns(f"stage '{sid}'", table, set(before.column_names), declared, hint)
     if reasons is not None:
         if not pa.types.is_string(reasons.type):
             reasons = reasons.cast(pa.string())

@@ -55,6 +55,8 @@ class StageFigures:
     counters: dict[str, int] = field(default_factory=dict)
     words: Flow = field(default_factory=Flow)
     bytes: Flow = field(default_factory=Flow)
+    # records isolated as poison (engine/isolate.py): {"id", "reason", "detail"} each
+    failures: list[dict[str, str]] = field(default_factory=list)
 
     def add(self, other: StageFigures) -> None:
         self.docs_in += other.docs_in
@@ -63,6 +65,7 @@ class StageFigures:
         _add_counts(self.counters, other.counters)
         self.words.add(other.words)
         self.bytes.add(other.bytes)
+        self.failures.extend(other.failures)
 
     def flow(self, unit: str) -> Flow:
         """`words` or `bytes`."""
@@ -82,6 +85,8 @@ class StageFigures:
             f = self.flow(unit)
             if f.into or f.kept or f.out or f.rejected:
                 out[unit] = [f.into, f.kept, f.out, f.rejected]
+        if self.failures:
+            out["failures"] = self.failures
         return out
 
     @classmethod
@@ -92,6 +97,7 @@ class StageFigures:
             rejected=dict(d.get("rejected", {})),
             seconds=float(d.get("seconds", 0.0)),
             counters=dict(d.get("counters", {})),
+            failures=list(d.get("failures", [])),
             **flows,
         )
 

@@ -155,6 +155,8 @@ def _stage_entries(
         }
         if fig.counters:
             entry["counters"] = dict(sorted(fig.counters.items()))
+        if fig.failures:  # poison records (engine/isolate.py), each with what happened
+            entry["isolated"] = sorted(fig.failures, key=lambda f: str(f.get("id")))
         entries.append(entry)
         docs -= n_rej
     return entries

@@ -186,11 +186,15 @@ def explain(run: RunOutput, doc_id: str) -> dict[str, Any]:
     for column, where in thresholds(run).items():
         if isinstance(doc.get(column), (int, float)):
             cuts += [{"column": column, "value": doc[column], "stage": s, "param": p, "at": v} for s, p, v in where]
+    # a poison record (engine/isolate.py): what happened to its worker
+    isolated = [f for s in run.stats.get("stages", []) if s["id"] == stopped for f in s.get("isolated", [])]
+    failure = next((f for f in isolated if f["id"] == doc_id), None)
     return {
         "id": doc_id,
         "kept": stopped is None,
         "stage": stopped,
         "reason": doc.get("reason"),
+        "failure": failure["detail"] if failure else None,
         "shard": shard.path,
         "url": doc.get("url"),
         "source": doc.get("source"),
@@ -217,6 +221,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     else:
         head = f"{info['id']}: rejected by {info['stage']} ({run.stage_uses(info['stage'])}) as {info['reason']}"
     console.print(Text(head, style="bold"))
+    if info["failure"]:
+        console.print(f"  {'failure':<8} {info['failure']} (the record was isolated: its worker ran it alone)")
     for label in ("url", "source"):
         if info.get(label):
             console.print(f"  {label:<8} {info[label]}")

@@ -9,6 +9,7 @@ from dataclasses import field
 
 import pyarrow as pa
 
+from curate.inflight import tracked
 from curate.stage import Mapper
 from curate_filters.heuristics.common import texts
 
@@ -79,7 +80,7 @@ class PII(Mapper):
         emails = ips = 0
         out: list[str] = []
         changed = False
-        for text in texts(batch):
+        for text in tracked(texts(batch)):
             new = text
             if self.remove_emails and "@" in new:
                 new, n = self._replace_emails(new)

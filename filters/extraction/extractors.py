@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Literal
 import pyarrow as pa
 
 from curate.errors import ConfigError, MissingDependency, require
+from curate.inflight import tracked
 from curate.stage import Mapper
 
 log = logging.getLogger("curate.filters.extraction")
@@ -247,7 +248,7 @@ class HtmlExtractor(Mapper):
         texts = batch.column("text").to_pylist() if "text" in names else [None] * n
         out: list[str | None] = [None] * n
         reasons: list[str | None] = [None] * n
-        for i in range(n):
+        for i in tracked(range(n)):
             html = htmls[i]
             if html is None:
                 if texts[i] and texts[i].strip():
@@ -323,7 +324,8 @@ class Trafilatura(HtmlExtractor):
     # Drop repeated text segments (trafilatura's LRU of paragraphs; datatrove's default: true). true: repeats within
     # one page, so a page's text never depends on what the worker extracted before it (on which worker, in which
     # run, before or after a resume); "worker": trafilatura's own process-wide cache, as datatrove runs it (also
-    # drops boilerplate repeated across a worker's pages, but the output then depends on placement and order).
+    # drops boilerplate repeated across a worker's pages, but the output then depends on placement and order; with
+    # engine.isolation: process, the default, each batch starts from the worker's cache as it was after setup).
     deduplicate: bool | Literal["worker"] = True
     # Skip trafilatura's fallback extractors (readability, jusText): faster, a little less recall.
     fast: bool = False

@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from curate.errors import StageError
+from curate.inflight import tracked
 from curate.stage import Filter, Mapper
 from curate.text import canonical_language, check_splitter, require_splitter, tokenizer
 from curate_filters.heuristics.common import doc_tokenizers, texts
@@ -75,7 +76,7 @@ class C4Quality(Mapper):
         new_texts: list[str] = []
         reasons: list[str | None] = []
         changed = 0
-        for text, tok in zip(texts(batch), doc_tokenizers(batch, self.language, self.word_splitter)):
+        for text, tok in zip(tracked(texts(batch)), doc_tokenizers(batch, self.language, self.word_splitter)):
             reason, kept = self._check(text, tok, counts)
             reasons.append(reason)
             new_texts.append(text if reason else kept)
@@ -224,7 +225,7 @@ class C4BadWords(Filter):
         ids = batch.column("id").to_pylist()
         out: list[str | None] = []
         found = kept = 0
-        for text, lang, doc_id in zip(texts(batch), langs, ids):
+        for text, lang, doc_id in zip(tracked(texts(batch)), langs, ids):
             regex = self._regex(lang)
             if regex is None:
                 self.count(f"missing_badwords_language:{lang}")

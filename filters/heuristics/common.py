@@ -6,6 +6,7 @@ from collections.abc import Iterator, Sequence
 
 import pyarrow as pa
 
+from curate.inflight import tracked
 from curate.stage import Filter
 from curate.text import WordTokenizer, check_splitter, require_splitter, tokenizer
 
@@ -66,7 +67,7 @@ class WordFilter(Filter):
     def reject_batch(self, batch: pa.Table) -> list[str | None]:
         language = self.language  # type: ignore[attr-defined]
         splitter = getattr(self, "word_splitter", None)
-        return [self.check(t, tok) for t, tok in zip(texts(batch), doc_tokenizers(batch, language, splitter))]
+        return [self.check(t, tok) for t, tok in zip(tracked(texts(batch)), doc_tokenizers(batch, language, splitter))]
 
     def check(self, text: str, tok: WordTokenizer) -> str | None:
         """The reason to reject `text`, or None."""

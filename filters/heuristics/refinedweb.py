@@ -12,6 +12,7 @@ import re
 
 import pyarrow as pa
 
+from curate.inflight import tracked
 from curate.stage import Mapper
 from curate_filters.heuristics.common import texts
 
@@ -67,7 +68,7 @@ class RefinedWebLines(Mapper):
         )  # fmt: skip
         out: list[str] = []
         reasons: list[str | None] = []
-        for text in texts(batch):
+        for text in tracked(texts(batch)):
             reason, new = self.correct(text, counts)
             reasons.append(reason)
             out.append(text if reason else new)

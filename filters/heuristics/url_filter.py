@@ -39,6 +39,7 @@ import numpy as np
 import pyarrow as pa
 
 from curate.errors import ConfigError
+from curate.inflight import tracked
 from curate.stage import Filter
 
 log = logging.getLogger("curate.filters.url_filter")
@@ -276,7 +277,7 @@ class URLFilter(Filter):
         cands: list[int] = []
         url_hashes = np.zeros(len(urls), dtype=np.uint64)
         hosts: list[str] = []
-        for i, url in enumerate(urls):
+        for i, url in enumerate(tracked(urls)):
             host = _host(url) if url else ""
             hosts.append(host)
             if not url:

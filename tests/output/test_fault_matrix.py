@@ -284,12 +284,13 @@ import time
 from pathlib import Path
 
 import curate
+from curate.inflight import worker_pid  # the Ray worker, not the isolated child of a batch
 
 
 @curate.filter
 def slow(doc, pid_dir: str = "", seconds: float = 0.05):
     """matrix_stages:slow that also leaves the pid of the process that runs it."""
-    Path(pid_dir, str(os.getpid())).touch()
+    Path(pid_dir, str(worker_pid())).touch()
     flag = os.environ.get("MATRIX_SLOW")
     if flag and os.path.exists(flag):
         time.sleep(seconds)

@@ -17,10 +17,11 @@ import time
 from pathlib import Path
 
 import curate
+from curate.inflight import worker_pid  # the Ray worker, not the isolated child of a batch
 
 
 def _mark(pid_dir):
-    Path(pid_dir, str(os.getpid())).touch()
+    Path(pid_dir, str(worker_pid())).touch()
 
 
 @curate.filter
