@@ -151,6 +151,7 @@ def build_report(run: RunOutput, max_rows: int = 10_000, examples: int = 3) -> s
     _distributions(page, run, kept, rejected, note)
     _duplicates(page, run, kept, stages)
     _examples(page, run, stages, examples)
+    _contamination(page, run)
     return _document(page, run, have_plots)
 
 
@@ -350,6 +351,32 @@ def _examples(page: Page, run: RunOutput, stages: list[dict[str, Any]], examples
                 )
             for doc in docs:
                 page.add(_doc_html(doc, reason, score_names))
+    page.end()
+
+
+def _contamination(page: Page, run: RunOutput) -> None:
+    """What `curate contamination OUT` found (OUT/contamination.json; no section when it was not run)."""
+    rep = run.side_json("contamination.json")
+    if rep is None:
+        return
+    n = rep.get("settings", {}).get("n_grams", "?")
+    page.section(
+        "contamination",
+        "Benchmark contamination",
+        f"{rep['contaminated_documents']:,} of {rep['documents']:,} documents (kept and rejected) hold a {n}-gram of "
+        "an evaluation item (<code>curate contamination</code>); per set, the items found, most documents first.",
+    )
+    rows = []
+    for s in rep["sets"]:
+        found = "; ".join(
+            f"{f['item']} ({f['documents']}: {', '.join(e['id'] for e in f['examples'])})" for f in s["found"][:10]
+        )
+        rows.append(
+            f"<tr><td>{html.escape(s['name'])}</td><td class=n>{s['items_found']:,} / {s['items']:,}</td>"
+            f"<td class=n>{s['documents']:,}</td><td>{html.escape(found)}</td></tr>"
+        )
+    page.add("<table><tr><th>set</th><th>items found</th><th>documents</th><th>items (documents: ids)</th></tr>")
+    page.add("".join(rows) + "</table>")
     page.end()
 
 

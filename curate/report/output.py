@@ -68,6 +68,14 @@ class RunOutput:
         ]
         return cls(path, stats, pipeline, shards)
 
+    def side_json(self, name: str) -> Any:
+        """A JSON file a command wrote into the output (OUT/contamination.json), or None."""
+        fs, root = url_to_fs(self.path)
+        if not fs.exists(join(root, name)):
+            return None
+        with fs.open(join(root, name), "r") as fh:
+            return json.load(fh)
+
     # -- what is where ---------------------------------------------------------------------------------------
     @property
     def stage_ids(self) -> list[str]:

@@ -1,0 +1,1 @@
+"""Benchmark decontamination: the `decontaminate` stage and `curate contamination` (docs/decontamination.md)."""
