@@ -37,6 +37,15 @@ class LocatedYaml:
         except yaml.YAMLError as e:
             raise ConfigError(f"{file}: YAML syntax error: {e}") from None
 
+    @classmethod
+    def of(cls, file: str, data: Any) -> LocatedYaml:
+        """Data that comes from no file text (a pipeline built in Python): errors name `file` and no line."""
+        doc = cls.__new__(cls)
+        doc.file = file
+        doc.lines = {}
+        doc.data = data
+        return doc
+
     def _convert(self, loader: yaml.SafeLoader, node: yaml.Node, path: tuple[Any, ...]) -> Any:
         self.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
