@@ -151,6 +151,11 @@ def expand_paths(path: str | list[str], extensions: tuple[str, ...] = ()) -> lis
     return out
 
 
-def open_input(path: str, mode: str = "rb", compression: str | None = "infer") -> Any:
-    """Open a local path or fsspec URL for reading, decompressing by extension when asked."""
-    return fsspec.open(path, mode, compression=compression).open()
+def open_input(path: str, mode: str = "rb", compression: str | None = "infer", block_size: int | None = None) -> Any:
+    """Open a local path or fsspec URL for reading, decompressing by extension when asked. `block_size`: the bytes
+    a remote file (object storage, HTTP) fetches per request, read-ahead included; None keeps the filesystem's
+    default (s3fs: 50 MiB, more than a reader of a small part of a large file wants)."""
+    if block_size is None:
+        return fsspec.open(path, mode, compression=compression).open()
+    fs, p = url_to_fs(path)
+    return fs.open(p, mode, block_size=block_size, compression=compression)

@@ -68,6 +68,11 @@ _CRAWL_IN_PATH = re.compile(r"CC-MAIN-\d{4}-\d{2}")
 _BATCH_BYTES = 64 << 20
 # Object stores and local files can be read from an offset cheaply; a plain HTTP server may not support ranges.
 _SPLITTABLE_PROTOCOLS = {"file", "local", "s3", "s3a", "gs", "gcs", "abfs", "az", "adl", "hdfs"}
+# What a unit of a remote file fetches per request (its read-ahead), by the unit's size within these bounds: a unit
+# reads its own byte range and little past it, not the filesystem's default read-ahead (s3fs: 50 MiB from wherever
+# the unit starts, so 1 MiB units of a 35 MB file would fetch ~17 MB each).
+_MIN_RANGE_BYTES = 1 << 20
+_MAX_RANGE_BYTES = 16 << 20
 
 
 @dataclass(kw_only=True)
@@ -169,13 +174,16 @@ class WarcReader(Reader):
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """("doc" | "reject" | "skip", row) for every record of the unit, in file order."""
         try:
-            raw = open_input(path, compression=None)
+            span = (end - start) if end is not None else _MAX_RANGE_BYTES
+            raw = open_input(path, compression=None, block_size=min(max(span, _MIN_RANGE_BYTES), _MAX_RANGE_BYTES))
         except (OSError, ValueError) as e:
             log.warning("cannot open %s: %s", path, e)
             yield "reject", placeholder(rel, "unreadable_file")
             return
         with raw:
-            gz, head = peek(raw, 512)
+            # a later unit of a split file is per-record gzip (units() splits no other); reading the file's head
+            # for it would fetch a range it does not need
+            gz, head = peek(raw, 512) if start == 0 else (True, b"")
             kind = sniff(gz, head) if start == 0 else "warc_gz"
             if kind in ("empty", "not_warc"):
                 if kind == "not_warc":
@@ -321,18 +329,17 @@ def _finer_tail(cuts: list[list[int]]) -> None:
 def _splittable(path: str) -> bool:
     """A per-record gzip file on a store that reads ranges: its first gzip member ends before the file does."""
     try:
-        fs, _ = url_to_fs(path)
+        fs, p = url_to_fs(path)
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
         if protocol not in _SPLITTABLE_PROTOCOLS:
             return False
-        with open_input(path, compression=None) as fh:
-            data = fh.read(1 << 20)
-            if not data.startswith(GZIP_MAGIC):
-                return False
-            d = zlib.decompressobj(31)
-            d.decompress(data, 1 << 16)
-            while not d.eof and d.unconsumed_tail:
-                d.decompress(d.unconsumed_tail, 1 << 16)
-            return d.eof and d.unused_data.startswith(GZIP_MAGIC)
+        data = fs.cat_file(p, start=0, end=1 << 20)  # one ranged request on object storage, not a whole file
+        if not data.startswith(GZIP_MAGIC):
+            return False
+        d = zlib.decompressobj(31)
+        d.decompress(data, 1 << 16)
+        while not d.eof and d.unconsumed_tail:
+            d.decompress(d.unconsumed_tail, 1 << 16)
+        return d.eof and d.unused_data.startswith(GZIP_MAGIC)
     except Exception:
         return False

@@ -188,7 +188,8 @@ def warcinfo_part_of(path: str) -> str | None:
     try:
         from warcio.archiveiterator import ArchiveIterator
 
-        with open_input(path, compression=None) as fh:
+        # the record opens the file: a small first request, not a remote file's default read-ahead (s3fs: 50 MiB)
+        with open_input(path, compression=None, block_size=256 << 10) as fh:
             for record in ArchiveIterator(fh):
                 if record.rec_type != "warcinfo":
                     return None

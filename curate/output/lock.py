@@ -326,6 +326,14 @@ class OutputLock:
             return False
         except (ValueError, NotImplementedError, TypeError):
             pass  # no exclusive create on this filesystem: write, pause, read back (the last writer wins)
+        except OSError:
+            # A conditional PUT that lost the race is 412 Precondition Failed, which s3fs raises as OSError(EINVAL),
+            # not FileExistsError: another run was first when a record is there that is not ours.
+            self.fs.invalidate_cache(self.dir)
+            theirs = self._read(generation)
+            if theirs is not None and theirs.token != self.token:
+                return False
+            raise
         if self.fs.exists(path):
             return False
         self.fs.pipe_file(path, data)

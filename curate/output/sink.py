@@ -282,6 +282,7 @@ def write_text(path: str, name: str, text: str) -> None:
 def remove_orphans(path: str, keep: list[str]) -> int:
     """Delete shard files that no commit lists (a failed attempt's output) and leftover temporary files."""
     fs, root = url_to_fs(path)
+    fs.invalidate_cache()  # the shards were written by other processes: no listing cached before may hide one
     wanted = {join(root, p) for p in keep}
     removed = 0
     for sub in (DATA_DIR, REJECTED_DIR, SIDE_DIR):

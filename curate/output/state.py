@@ -87,7 +87,9 @@ class RunState:
     # -- attempts --------------------------------------------------------------------------------------
     def attempts(self) -> int:
         d = self._p("attempts")
-        return len(self.fs.ls(d)) if self.fs.exists(d) else 0
+        if not self._exists(d):
+            return 0
+        return sum(1 for p in self.fs.ls(d, detail=False) if p.rstrip("/").rsplit("/", 1)[-1].isdigit())
 
     def new_attempt(self) -> int:
         n = self.attempts() + 1
@@ -143,7 +145,7 @@ class RunState:
 
     def phases(self) -> list[int]:
         d = self._p()
-        if not self.fs.exists(d):
+        if not self._exists(d):
             return []
         names = [p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(d)]
         return sorted(int(n) for n in names if n.isdigit())
@@ -172,7 +174,7 @@ class RunState:
 
     # -- phases ----------------------------------------------------------------------------------------
     def phase_done(self, phase: int) -> bool:
-        return self.fs.exists(self._p(str(phase), "DONE"))
+        return self._exists(self._p(str(phase), "DONE"))
 
     def mark_phase_done(self, phase: int) -> None:
         self._put(self._p(str(phase), "DONE"), "")
@@ -201,6 +203,7 @@ class RunState:
         for commit in commits:
             for f in commit["files"]:
                 path = join(self.root, f["path"])
+                self.fs.invalidate_cache(path)  # written by a worker: not in a listing this process cached
                 try:
                     size = self.fs.size(path)
                 except FileNotFoundError:
@@ -226,8 +229,15 @@ class RunState:
             fh.write(text)
         self.fs.mv(tmp, path)
 
+    def _exists(self, path: str) -> bool:
+        """Whether `path` exists now. Object-store filesystems (s3fs, gcsfs) cache listings for the life of the
+        process, and the run state is written by other processes (Ray workers, another attempt): a listing this
+        process made earlier would hide their records, and a resumed run would commit without them."""
+        self.fs.invalidate_cache(path)
+        return self.fs.exists(path)
+
     def _read_all(self, directory: str) -> list[dict[str, Any]]:
-        if not self.fs.exists(directory):
+        if not self._exists(directory):
             return []
         out = []
         for path in sorted(self.fs.ls(directory)):

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
 
 from curate.errors import InputError
 from curate.io.base import join
@@ -71,6 +72,7 @@ def verify(out: str, check_ids: bool = True) -> Report:
     """Check the finished output at `out` (see the module docstring). Raises InputError when `out` is not a
     finished output or a live run holds it."""
     fs, root = url_to_fs(out)
+    fs.invalidate_cache()  # object-store filesystems cache listings per process; the output was written by others
     holder = _live_holder(out)
     if holder is not None:
         raise InputError(f"{out} is being written by a run ({holder})", hint="verify it when that run has finished")
@@ -152,10 +154,7 @@ def _check_file(fs: Any, path: str, entry: dict[str, Any], name: str, report: Re
 def _unlisted(fs: Any, root: str, listed: set[str]) -> list[str]:
     """Files under the listed folders, Parquet files anywhere (the lock aside) and leftover run state that the
     manifest does not name; a leftover run-state folder is one entry."""
-    found: list[str] = []
-    for sub in LEFTOVER_DIRS:
-        if fs.exists(join(root, sub)):
-            found.append(join(root, sub))
+    found: list[str] = [join(root, sub) for sub in LEFTOVER_DIRS if _leftover(fs, join(root, sub))]
     skip = tuple(join(root, d) + "/" for d in (*LEFTOVER_DIRS, LOCK_DIR))
     for f in fs.find(root):
         f = _full(f, root)
@@ -165,6 +164,18 @@ def _unlisted(fs: Any, root: str, listed: set[str]) -> list[str]:
         if rel.split("/", 1)[0] in LISTED_DIRS or f.endswith(".parquet"):
             found.append(f)
     return sorted(found)
+
+
+def _leftover(fs: Any, path: str) -> bool:
+    """Whether run state is left at `path`. On a local disk a folder is a thing of its own, so an empty one left by a
+    crash counts. On object storage a folder is only a prefix of object names: it is left when objects are; some
+    servers (SeaweedFS) go on listing an emptied prefix as a folder after its objects are deleted, and those are
+    nothing of the run's."""
+    if not fs.exists(path):
+        return False
+    if isinstance(fs, LocalFileSystem):
+        return True
+    return any(info.get("type") != "directory" for info in fs.find(path, detail=True).values())
 
 
 def _check_counts(fs: Any, root: str, shards: list[dict[str, Any]], report: Report) -> None:
