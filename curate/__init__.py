@@ -15,6 +15,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from curate import inputs, stages
+    from curate.api import Pipeline, RunResult, run
+    from curate.api import open as open  # noqa: A004
     from curate.doc import Doc
     from curate.errors import ConfigError, CurateError, InputError, MissingDependency, StageError
     from curate.inflight import tracked
@@ -42,6 +45,8 @@ _LAZY = {
         "curate.stage",
     ),
     "tracked": "curate.inflight",
+    # building, running and reading pipelines from Python (docs/python-api.md)
+    **dict.fromkeys(("Pipeline", "RunResult", "inputs", "open", "run", "stages"), "curate.api"),
 }
 
 
@@ -68,29 +73,16 @@ __all__ = [
     "InputError",
     "Mapper",
     "MissingDependency",
+    "Pipeline",
+    "RunResult",
     "Stage",
     "StageColumns",
     "StageError",
     "StageResult",
     "filter",
+    "inputs",
     "mapper",
     "run",
+    "stages",
     "tracked",
-]
-
-
-def run(
-    pipeline: str,
-    *,
-    runner: str = "ray",
-    overrides: list[str] | None = None,
-    input: str | None = None,
-    output: str | None = None,
-    address: str | None = None,
-    overwrite: bool = False,
-) -> dict:
-    """Run a pipeline file (or bundled name) from Python; returns the run's stats (OUT/stats.json)."""
-    from curate import config, engine
-
-    p = config.load(pipeline, overrides, input, output)
-    return engine.run(p, runner=runner, address=address, overwrite=overwrite)
+]  # and curate.open(OUT), left out here so that `from curate import *` does not hide the builtin open

@@ -60,10 +60,37 @@ def sample_runs(tmp_path_factory) -> dict[str, Path]:
     return make_sample_runs(tmp_path_factory.mktemp("sample-runs"))
 
 
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3 server on 127.0.0.1 for the whole session (tests/s3_server.py: SeaweedFS from PyPI), reached through
+    the AWS_* environment set at collection; skips the test where it cannot start. Stopped at the end."""
+    from s3_server import S3Server, Unavailable
+
+    try:
+        server = S3Server(tmp_path_factory.mktemp("s3-server"), _S3_PORT.get("port"))
+    except Unavailable as e:
+        pytest.skip(f"no S3 server: {e}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server) -> str:
+    """A new empty bucket on the session's S3 server; its name."""
+    return s3_server.bucket()
+
+
+_S3_PORT: dict[str, int] = {}
 NOT_UNIT = {"ray", "e2e", "corpus", "cluster", "slow"}
 
 
 def pytest_collection_modifyitems(config, items):
+    if any("s3_server" in getattr(item, "fixturenames", ()) for item in items):
+        # The S3 endpoint and credentials go into the environment before any test starts Ray: Ray workers keep the
+        # environment their raylet started with, and they read and write s3:// paths too.
+        from s3_server import reserve
+
+        _S3_PORT["port"] = reserve()
     for item in items:
         # Tests that use the ray_session fixture are Ray tests even if someone forgot the marker.
         if "ray_session" in getattr(item, "fixturenames", ()):

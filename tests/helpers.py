@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -266,3 +267,106 @@ def chromium_command(profile: Path) -> list[str]:
     browser = chromium()
     assert browser, "no chromium on PATH"
     return [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
+
+
+class RayNodes:
+    """A two-node Ray cluster on 127.0.0.1 for a `with` block: a head (1 CPU, Ray's default temp dir) and a second
+    node (2 CPUs) with a temp dir of its own, each `ray start --block` in its own process group with `env`;
+    `address` is the head's, `node` the second node's process. Stopped (SIGTERM, then SIGKILL) on the way out."""
+
+    def __init__(self, logs: Path, env: Mapping[str, str]) -> None:
+        self.logs = logs
+        self.env = dict(env)
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.procs: list[subprocess.Popen] = []
+        self.files: list[Any] = []
+        self.node_tmp = ""
+        self.node: subprocess.Popen | None = None
+
+    def __enter__(self) -> RayNodes:
+        # a short temp dir: Ray's socket paths under it must stay within AF_UNIX's 107 bytes
+        self.node_tmp = tempfile.mkdtemp(prefix="crn", dir="/tmp")
+        try:
+            self._start("head", "--head", f"--port={self.port}", "--num-cpus=1", "--include-dashboard=false")
+            self.node = self._start("node", f"--address={self.address}", "--num-cpus=2", f"--temp-dir={self.node_tmp}")
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _start(self, name: str, *args: str) -> subprocess.Popen:
+        import pytest
+
+        ray_bin = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
+        log = self.logs / f"{name}.log"
+        self.files.append(log.open("w"))
+        proc = subprocess.Popen(
+            [ray_bin, "start", *args, "--block", "--disable-usage-stats", "--node-ip-address=127.0.0.1"],
+            stdout=self.files[-1],
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=self.env,
+        )
+        self.procs.append(proc)
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            if "Ray runtime started" in log.read_text():
+                return proc
+            if proc.poll() is not None:
+                pytest.fail(f"ray start exited:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        pytest.fail(f"ray start never came up:\n{log.read_text()[-3000:]}")
+
+    def __exit__(self, *exc: Any) -> None:
+        for proc in reversed(self.procs):
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        shutil.rmtree(self.node_tmp, ignore_errors=True)
+        for fh in self.files:
+            fh.close()
+
+    @staticmethod
+    def _parent(pid: int) -> int:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1])
+
+    def workers_of(self, node: subprocess.Popen) -> list[int]:
+        """The node's Ray workers: children of its raylet, which is in the node's process group."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    if os.getpgid(self._parent(int(entry.name))) == node.pid:
+                        found.append(int(entry.name))
+        return found
+
+    def wait_for_task_on(
+        self, node: subprocess.Popen, pids: Path, driver: subprocess.Popen, timeout: float = 300
+    ) -> None:
+        """Until a worker of `node` has left its pid in `pids` (its stage runs there)."""
+        import pytest
+
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for p in pids.iterdir():
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    if os.getpgid(self._parent(int(p.name))) == node.pid:
+                        return
+            if driver.poll() is not None:
+                pytest.fail(f"the run ended before a task ran on the second node:\n{driver.stdout.read()[-3000:]}")
+            time.sleep(0.05)
+        pytest.fail("no task ran on the second node")
+
+    def kill(self, node: subprocess.Popen) -> list[int]:
+        """SIGKILL the node as if its machine died: its raylet and its workers; returns the workers' pids."""
+        workers = self.workers_of(node)
+        os.killpg(node.pid, signal.SIGKILL)
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return workers

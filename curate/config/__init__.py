@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib.util
 import os
@@ -15,7 +16,7 @@ import yaml
 
 from curate.config import registry
 from curate.config.typecheck import TypeMismatch, coerce
-from curate.config.yamlcheck import LocatedYaml, check_params, plain
+from curate.config.yamlcheck import LocatedYaml, apply_overrides, check_params, plain
 from curate.config.yamlutil import check_keys, find_file, read_text, required_name, top_mapping
 from curate.errors import ConfigError, CurateError
 from curate.settings import Engine, Output
@@ -99,6 +100,7 @@ def find_pipeline(name_or_path: str) -> Path:
 
 _TOP_KEYS = {"name", "description", "input", "output", "stages", "engine"}
 _STAGE_KEYS = {"id", "uses", "with", "resources", "deadline"}
+_SHAPE = "a pipeline file is a mapping with name, input, output and stages"
 
 
 def load(
@@ -112,8 +114,52 @@ def load(
     path = find_pipeline(name_or_path)
     file = str(path)
     text = read_text(path, "pipeline file")
-    shape = "a pipeline file is a mapping with name, input, output and stages"
-    doc, data = top_mapping(file, text, overrides, shape)
+    return from_text(text, overrides, input_path, output_path, check_input, file=file)
+
+
+def from_text(
+    text: str,
+    overrides: list[str] | None = None,
+    input_path: str | None = None,
+    output_path: str | None = None,
+    check_input: bool = True,
+    file: str = "<yaml>",
+) -> Pipeline:
+    """A pipeline from the text of a pipeline file, validated as load() validates a file; errors name `file`."""
+    doc, data = top_mapping(file, text, overrides, _SHAPE)
+    return _build(doc, data, file, input_path, output_path, check_input)
+
+
+PYTHON = "<python>"  # where a pipeline built in Python (not read from a file) comes from, in its errors
+
+
+def from_dict(
+    data: Any,
+    overrides: list[str] | None = None,
+    input_path: str | None = None,
+    output_path: str | None = None,
+    check_input: bool = True,
+    file: str = PYTHON,
+) -> Pipeline:
+    """A pipeline from its mapping (what a pipeline file parses to), validated by the same checks as a file, with
+    the same messages; with no lines to name, they name `file` (`<python>`) and the stage."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: {_SHAPE}")
+    doc = LocatedYaml.of(file, data)
+    data = copy.deepcopy(data)
+    apply_overrides(data, overrides or [], doc)
+    return _build(doc, data, file, input_path, output_path, check_input)
+
+
+def _build(
+    doc: LocatedYaml,
+    data: dict[str, Any],
+    file: str,
+    input_path: str | None,
+    output_path: str | None,
+    check_input: bool,
+) -> Pipeline:
+    """The body of load(): `data` (the file's mapping, overrides applied) validated into a Pipeline."""
     _override_paths(data, input_path, output_path)
     check_keys(data, doc, sorted(_TOP_KEYS))
     name = required_name(data, doc)
@@ -131,6 +177,16 @@ def load(
         "stages": [_resolved_stage(s) for s in stages],
     }
     return Pipeline(name, file, reader, output, stages, engine, resolved)
+
+
+def stage_spec(raw: Any, file: str = PYTHON) -> StageSpec:
+    """One entry of `stages:` (a mapping with id, uses, with, ...) validated as in a pipeline, alone."""
+    return _load_stage(raw, 0, LocatedYaml.of(file, {"stages": [raw]}), set())
+
+
+def input_reader(inp: Any, file: str = PYTHON, check_input: bool = False) -> Reader:
+    """The `input:` section (one source, or a list of named ones) validated as in a pipeline, alone."""
+    return _load_input({"input": inp}, LocatedYaml.of(file, {"input": inp}), check_input)[1]
 
 
 def _override_paths(data: dict[str, Any], input_path: str | None, output_path: str | None) -> None:

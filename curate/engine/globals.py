@@ -5,6 +5,7 @@ of side tables (files committed with the run)."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate import inflight
-from curate.engine.isolate import Isolated, Limits, guarded
+from curate.engine.isolate import Isolated, Limits, Sandbox, guarded
 from curate.engine.segment import declared_columns, setup_stage
 from curate.errors import StageError
 from curate.output.figures import Figures
@@ -28,12 +29,14 @@ def live_only(
     """Apply fn to the live rows of a batch; rows rejected earlier pass through untouched. With `limits`, fn runs
     in an isolated child (engine/isolate.py) and a row that crashes, hangs or exhausts it is rejected alone."""
 
+    token = uuid.uuid4().hex
+
     def wrapped(batch: pa.Table) -> pa.Table:
         split = split_live(batch)
         if split.body.num_rows == 0:
             return _drop_temporary(batch)
         t0 = time.perf_counter()
-        parts, isolated = guarded_call(fn, split.body, limits, sid)
+        parts, isolated = guarded_call(fn, split.body, limits, sid, token)
         rows = [r for rs, _ in parts for r in rs]
         out = concat([t for _, t in parts]) if len(parts) != 1 else parts[0][1]
         if out.num_rows != len(rows):
@@ -57,18 +60,38 @@ def live_only(
 
 
 def guarded_call(
-    fn: Callable[[pa.Table], pa.Table], body: pa.Table, limits: Limits | None, sid: str
+    fn: Callable[[pa.Table], pa.Table], body: pa.Table, limits: Limits | None, sid: str, token: str = ""
 ) -> tuple[list[tuple[list[int], pa.Table]], list[Isolated]]:
-    """fn over `body`, in isolated children under `limits` (in this process when None): [(rows, fn(those rows))]
-    for the parts that ran, and the rows isolated."""
+    """fn over `body`, in an isolated child under `limits` (in this process when None): [(rows, fn(those rows))]
+    for the parts that ran, and the rows isolated. `token` names fn's child in this process (one per function
+    of a stage, forked on first use and kept warm)."""
     if limits is None or body.num_rows == 0:
         return [(list(range(body.num_rows)), fn(body))], []
+    box = _sandbox(token, fn)
 
-    def call(rows: list[int]) -> tuple[list[int], pa.Table]:
-        inflight.stage(0, rows)
-        return rows, fn(body if len(rows) == body.num_rows else body.take(rows))
+    def run(rows: list[int]) -> tuple[Any, Any]:
+        return box.call((body if len(rows) == body.num_rows else body.take(rows), rows), limits, len(rows))
 
-    return guarded(call, body.num_rows, limits, f"global stage '{sid}'")
+    return guarded(run, body.num_rows, f"global stage '{sid}'")
+
+
+_BOXES: dict[str, Sandbox] = {}  # this process's children of global stages' functions, by token
+
+
+def _sandbox(token: str, fn: Callable[[pa.Table], pa.Table]) -> Sandbox:
+    box = _BOXES.get(token) if token else None
+    if box is None:
+
+        def target(sub: pa.Table, rows: list[int]) -> tuple[list[int], pa.Table]:
+            inflight.stage(0, rows)
+            return rows, fn(sub)
+
+        box = Sandbox(target)
+        if token:
+            while len(_BOXES) >= 8:  # the oldest stage's functions are done by now: their children go
+                _BOXES.pop(next(iter(_BOXES))).close()
+            _BOXES[token] = box
+    return box
 
 
 def _id(table: pa.Table, i: int) -> str:
@@ -106,9 +129,10 @@ def derived_isolated(fn: Callable[[pa.Table], pa.Table], ctx: GlobalContext) -> 
     finishing step rejects them (run_global)."""
     if ctx.limits is None:
         return fn
+    token = uuid.uuid4().hex
 
     def run(body: pa.Table) -> pa.Table:
-        parts, isolated = guarded_call(fn, body, ctx.limits, ctx.sid)
+        parts, isolated = guarded_call(fn, body, ctx.limits, ctx.sid, token)
         if isolated:
             records = [
                 {"id": _id(body, iso.row), "reason": iso.failure.reason, "detail": iso.failure.detail}

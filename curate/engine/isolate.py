@@ -22,6 +22,7 @@ whose task retries are bounded (engine.retries) and left to transient failures: 
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import pickle
@@ -31,6 +32,7 @@ import signal
 import threading
 import time
 import traceback
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,9 +84,9 @@ def _rss(pid: int) -> int:
         return 0
 
 
-def _vm_data() -> int:
+def _vm_data(pid: int | str = "self") -> int:
     try:
-        with open("/proc/self/status") as f:
+        with open(f"/proc/{pid}/status") as f:
             for line in f:
                 if line.startswith("VmData:"):
                     return int(line.split()[1]) * 1024
@@ -103,8 +105,10 @@ def _buffer() -> Any:
     return _BUF
 
 
-def _child(fn: Callable[[], Any], out_fd: int, buf: Any, memory: int) -> None:
-    """In the forked child: run fn, send ("ok", result) or ("error", exception, traceback) and leave at once."""
+def _serve(target: Callable[..., Any], requests: int, replies: int, buf: Any, memory: int) -> None:
+    """The forked child: run target(*args) for each request until the pipe closes; each reply is ("ok", result)
+    or ("error", exception, traceback). It stays warm between batches: what libraries load or cache on first use
+    (trafilatura's resources, compiled patterns) is paid once per child, not per batch."""
     import faulthandler
 
     faulthandler.disable()  # a crash is the parent's to report, in one line; no stack dump on the console
@@ -119,18 +123,46 @@ def _child(fn: Callable[[], Any], out_fd: int, buf: Any, memory: int) -> None:
         except (ValueError, OSError):
             pass
     inflight.attach(buf)
-    try:
-        message: Any = ("ok", fn())
-    except BaseException as e:  # noqa: BLE001 - everything goes back to the parent
-        message = ("error", e, traceback.format_exc())
-    try:
-        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    except BaseException as e:  # noqa: BLE001
-        text = message[2] if message[0] == "error" else f"{type(e).__name__}: {e}"
-        data = pickle.dumps(("error", ChildError(text), text))
+    while True:
+        data = _read_frame(requests)
+        if data is None:
+            return
+        try:
+            message: Any = ("ok", target(*pickle.loads(data)))
+        except BaseException as e:  # noqa: BLE001 - everything goes back to the parent
+            message = ("error", e, traceback.format_exc())
+        try:
+            reply = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException as e:  # noqa: BLE001
+            text = message[2] if message[0] == "error" else f"{type(e).__name__}: {e}"
+            reply = pickle.dumps(("error", ChildError(text), text))
+        _write_frame(replies, reply)
+        del message, reply
+
+
+def _write_frame(fd: int, data: bytes) -> None:
     view = memoryview(len(data).to_bytes(8, "little") + data)
     while view:
-        view = view[os.write(out_fd, view) :]
+        view = view[os.write(fd, view) :]
+
+
+def _read_frame(fd: int) -> bytes | None:
+    """One length-prefixed frame; None at end of file."""
+    head = _read_exactly(fd, 8)
+    if head is None:
+        return None
+    return _read_exactly(fd, int.from_bytes(head, "little"))
+
+
+def _read_exactly(fd: int, n: int) -> bytes | None:
+    chunks, got = [], 0
+    while got < n:
+        chunk = os.read(fd, min(n - got, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
 
 
 def _die_with_parent() -> None:
@@ -167,45 +199,115 @@ def _restore_signals(handlers: dict[int, Any], noted: list[int]) -> None:
             os.kill(os.getpid(), sig)
 
 
-def run_child(fn: Callable[[], Any], limits: Limits, rows: int) -> tuple[Any, Failure | None]:
-    """fn() in a forked child under `limits`; returns (its result, None), or (None, the Failure). An exception fn
-    raised is raised here. `rows`: the rows of the batch, which scale the deadline of a stage that does not
-    report the row it works on."""
-    buf = _buffer()
-    inflight.LAYOUT.pack_into(buf, 0, -1, -1)
-    read_fd, write_fd = os.pipe()
-    rss0 = _rss(os.getpid())
-    # Ctrl-C or SIGTERM arriving during fork() would run the driver's handler inside an at-fork callback, where
-    # its exception is printed and lost: while forking, the handlers only note the signal, handled after.
-    handlers, noted = _note_signals()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
+class Sandbox:
+    """A child process forked from this worker that runs `target(*args)` for one batch after another, watched
+    by the worker (the deadline, the memory limit, its exit). A failure kills it; the next call forks a fresh one.
+    It is also replaced when it has grown by a quarter of the memory limit (caches), so that a batch always has
+    most of the limit to itself."""
+
+    def __init__(self, target: Callable[..., Any]) -> None:
+        self.target = target
+        self.pid = 0
+        self.requests = self.replies = -1
+        self.vm0 = 0
+        _SANDBOXES.add(self)
+
+    def call(self, args: tuple, limits: Limits, rows: int) -> tuple[Any, Failure | None]:
+        """target(*args) in the child; (its result, None) or (None, the Failure). An exception the target raised
+        is raised here. `rows`: the rows of the batch, which scale the deadline of a stage that does not report
+        the row it works on."""
+        buf = _buffer()
+        inflight.LAYOUT.pack_into(buf, 0, -1, -1)
+        if not self.pid:
+            self._start(limits.memory)
+        data = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            os.close(read_fd)
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's; the parent kills the child
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            _child(fn, write_fd, buf, limits.memory)
-        finally:
-            os._exit(0)
-    os.close(write_fd)
+            _write_frame(self.requests, data)
+            reply, failure = _watch(self.pid, self.replies, buf, limits, rows, _rss(self.pid))
+        except BrokenPipeError:  # the child died between batches (killed from outside): a crash
+            reply, failure = b"", Failure("worker_crashed", -1, -1, "the child was gone before the batch")
+        except BaseException:  # interrupted (Ctrl-C, SIGTERM, an error here): the child goes too
+            self.close()
+            raise
+        if failure is not None:
+            self.close()
+            return None, failure
+        message = pickle.loads(reply)
+        if limits.memory and _vm_data(self.pid) - self.vm0 > limits.memory // 4:
+            self.close()  # grown with its caches: a fresh one for the next batch
+        if message[0] == "error":
+            error = message[1]
+            if isinstance(error, MemoryError):
+                self.close()
+                stage, row = inflight.read(buf)
+                return None, Failure("out_of_memory", stage, row, "MemoryError past the memory limit")
+            raise error
+        return message[1], None
+
+    def _start(self, memory: int) -> None:
+        buf = _buffer()
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        # Ctrl-C or SIGTERM arriving during fork() would run the driver's handler inside an at-fork callback,
+        # where its exception is printed and lost: while forking, the handlers only note the signal.
+        handlers, noted = _note_signals()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                os.close(req_w)
+                os.close(rep_r)
+                for other in list(_SANDBOXES):  # the pipes of this worker's other children are not the child's
+                    if other is not self:
+                        other._forget()
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's; the parent kills the child
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                _serve(self.target, req_r, rep_w, buf, memory)
+            finally:
+                os._exit(0)
+        os.close(req_r)
+        os.close(rep_w)
+        self.pid, self.requests, self.replies = pid, req_w, rep_r
+        self.vm0 = _vm_data(pid)
+        _restore_signals(handlers, noted)
+
+    def __del__(self) -> None:
+        self.close()
+
+    def _forget(self) -> None:
+        for fd in (self.requests, self.replies):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.pid, self.requests, self.replies = 0, -1, -1
+
+    def close(self) -> None:
+        """Stop the child (if any); a later call starts a fresh one."""
+        if self.pid:
+            _kill(self.pid)
+        self._forget()
+
+
+_SANDBOXES: weakref.WeakSet[Sandbox] = weakref.WeakSet()
+
+
+def close_all() -> None:
+    """Stop every child of this process (the end of a phase on the local runner, and at exit)."""
+    for box in list(_SANDBOXES):
+        box.close()
+
+
+atexit.register(close_all)
+
+
+def run_child(fn: Callable[[], Any], limits: Limits, rows: int) -> tuple[Any, Failure | None]:
+    """fn() in a child of its own (forked for this call, stopped after it); see Sandbox.call."""
+    box = Sandbox(fn)
     try:
-        _restore_signals(handlers, noted)  # a signal noted meanwhile is handled here
-        data, failure = _watch(pid, read_fd, buf, limits, rows, rss0)
-    except BaseException:  # interrupted (Ctrl-C, SIGTERM, an error here): the child goes too
-        _kill(pid)
-        raise
+        return box.call((), limits, rows)
     finally:
-        os.close(read_fd)
-    if failure is not None:
-        return None, failure
-    message = pickle.loads(data)
-    if message[0] == "error":
-        error = message[1]
-        if isinstance(error, MemoryError):
-            stage, row = inflight.read(buf)
-            return None, Failure("out_of_memory", stage, row, "MemoryError past the memory limit")
-        raise error
-    return message[1], None
+        box.close()
 
 
 def _kill(pid: int) -> None:
@@ -217,7 +319,10 @@ def _kill(pid: int) -> None:
 
 
 def _watch(pid: int, fd: int, buf: Any, limits: Limits, rows: int, rss0: int) -> tuple[bytes, Failure | None]:
+    """Wait for one reply frame from the child at `pid`, enforcing the deadline and the memory limit."""
     chunks: list[bytes] = []
+    got = 0
+    need = -1
     place = inflight.read(buf)
     since = time.monotonic()
     last_mem = 0.0
@@ -227,8 +332,14 @@ def _watch(pid: int, fd: int, buf: Any, limits: Limits, rows: int, rss0: int) ->
         if ready:
             chunk = os.read(fd, 1 << 20)
             if not chunk:
-                break
+                break  # the child is gone
             chunks.append(chunk)
+            got += len(chunk)
+            if need < 0 and got >= 8:
+                head = b"".join(chunks)
+                chunks, need = [head], 8 + int.from_bytes(head[:8], "little")
+            if 0 <= need <= got:
+                return b"".join(chunks)[8:need], None
             continue
         now = time.monotonic()
         now_place = inflight.read(buf)
@@ -247,22 +358,16 @@ def _watch(pid: int, fd: int, buf: Any, limits: Limits, rows: int, rss0: int) ->
             if grown > limits.memory:
                 killed = Failure("out_of_memory", stage, row, f"grew its worker by {grown >> 20} MiB")
         if killed is not None:
-            os.kill(pid, signal.SIGKILL)
-            break
+            _kill(pid)
+            return b"", killed
     _, status = os.waitpid(pid, 0)
-    if killed is not None:
-        return b"", killed
-    data = b"".join(chunks)
-    size = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
-    if os.WIFSIGNALED(status) or size != len(data) - 8:
-        stage, row = inflight.read(buf)
-        if os.WIFSIGNALED(status):
-            sig = os.WTERMSIG(status)
-            detail = f"killed by {signal.Signals(sig).name}" if sig in signal.valid_signals() else f"signal {sig}"
-        else:
-            detail = f"exited with code {os.WEXITSTATUS(status)}"
-        return b"", Failure("worker_crashed", stage, row, detail)
-    return data[8:], None
+    stage, row = inflight.read(buf)
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        detail = f"killed by {signal.Signals(sig).name}" if sig in signal.valid_signals() else f"signal {sig}"
+    else:
+        detail = f"exited with code {os.WEXITSTATUS(status)}"
+    return b"", Failure("worker_crashed", stage, row, detail)
 
 
 class Isolated(NamedTuple):
@@ -274,11 +379,11 @@ class Isolated(NamedTuple):
 
 
 def guarded(
-    run: Callable[[list[int]], Any], n: int, limits: Limits, label: str = "batch"
+    run: Callable[[list[int]], tuple[Any, Failure | None]], n: int, label: str = "batch"
 ) -> tuple[list[Any], list[Isolated]]:
-    """Run `run(rows)` over rows 0..n-1 in children until every row has run or is isolated. `run` gets the rows to
-    run (batch rows, in order; it reports batch rows to curate.inflight) and its result is kept as is; returns the
-    results and the isolated rows."""
+    """Run `run(rows)` over rows 0..n-1 until every row has run or is isolated. `run` runs the batch rows it gets
+    (in order) in a child, which reports batch rows to curate.inflight, and returns (result, None) or (None, the
+    Failure), as Sandbox.call does; returns the results and the isolated rows."""
     results: list[Any] = []
     isolated: list[Isolated] = []
     work: deque[list[int]] = deque([list(range(n))])
@@ -287,7 +392,7 @@ def guarded(
     while work:
         part = work.popleft()
         runs += 1
-        result, failure = run_child(lambda part=part: run(part), limits, len(part))
+        result, failure = run(part)
         if failure is None:
             results.append(result)
             continue

@@ -22,7 +22,7 @@ from curate.engine.globals import (
     live_only,
     run_global,
 )
-from curate.engine.isolate import limits_for
+from curate.engine.isolate import close_all, limits_for
 from curate.engine.plan import PhaseJob
 from curate.engine.read import read_unit
 from curate.engine.segment import SegmentRunner
@@ -181,6 +181,9 @@ class LocalExecutor:
                 docs, stage = run_global(ctx, LocalDocs(list(stream), ctx))
                 stream = docs.tables
                 ran.append((ctx.sid, stage))
-        for i, bundle in enumerate(_bundles(stream, self.pipeline.output.shard_rows)):
-            writer.write(bundle, f"{write_prefix}-{i:05d}")
+        try:
+            for i, bundle in enumerate(_bundles(stream, self.pipeline.output.shard_rows)):
+                writer.write(bundle, f"{write_prefix}-{i:05d}")
+        finally:
+            close_all()  # the phase's isolated children (engine/isolate.py)
         return ran

@@ -35,18 +35,29 @@ from curate.stage import Stage
 log = logging.getLogger("curate.engine")
 
 
+_JOINED: str | None = None  # the cluster this process joined (None: an embedded Ray, or none yet)
+
+
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> str:
     """Connect to the cluster at `address` (or RAY_ADDRESS), else start an embedded local Ray. Returns a label."""
     import ray
 
-    if ray.is_initialized():
-        return "attached"
-    quiet_ray(verbose())
+    global _JOINED
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if ray.is_initialized():
+        if not address or address == _JOINED:
+            return "attached"
+        # An embedded Ray (or another cluster) from an earlier run in this process: a run that names a cluster
+        # goes there, not silently to the one already up (curate.run twice in a notebook).
+        log.info("ray: leaving the Ray instance of an earlier run for the cluster at %s", address)
+        ray.shutdown()  # (engine.embedded keys on the instance's GCS address: a cluster's is not the embedded one's)
+    quiet_ray(verbose())
     common: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
     if address:
         ray.init(address=address, **common)
+        _JOINED = address
         return f"cluster {address}"
+    _JOINED = None
     # "local": a fresh embedded instance even if a `ray start` cluster runs on this machine (joining one is explicit)
     ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, **common)
     embedded.started_here()  # Ray Data without the services of a cluster (see curate.engine.embedded)
@@ -190,6 +201,8 @@ class _SegmentTask:
         runner = _RUNNERS.get(self.token)
         if runner is None:
             worker_logging(self.show_logs)
+            while len(_RUNNERS) >= 4:  # a worker outlives runs: older segments' runners (and children) go
+                _RUNNERS.pop(next(iter(_RUNNERS)))._sandbox.close()
             runner = _RUNNERS[self.token] = SegmentRunner(self.specs, self.reporter, self.max_errors, self.limits)
         return runner(batch)
 
@@ -248,7 +261,12 @@ class RayExecutor:
         # between a light read and a light write, so the reservation leaves the map a fraction of the machine (on
         # 2 CPUs it ran one task at a time: 1.6x slower end to end). Object-store backpressure still applies.
         ctx.op_resource_reservation_enabled = False
-        self.actor = ray.remote(num_cpus=0)(Ledger).remote()
+        # On the driver's node: a lost worker node must not take the ledger with it (global stages ask it which
+        # documents their derive() isolated as poison; the driver's node failing ends the run anyway).
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self.actor = ray.remote(num_cpus=0, scheduling_strategy=here)(Ledger).remote()
         self.reporter = RayReporter(self.actor)
         self.cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
 

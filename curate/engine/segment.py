@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from curate import inflight
 from curate.config import StageSpec
-from curate.engine.isolate import Isolated, Limits, guarded
+from curate.engine.isolate import Failure, Isolated, Limits, Sandbox, guarded
 from curate.errors import CurateError, StageError
 from curate.output.figures import Figures
 from curate.output.measure import attach_figures, doc_sizes, stage_sizes
@@ -91,6 +91,7 @@ class SegmentRunner:
         self.reporter = reporter
         self.max_stage_errors = max_stage_errors
         self.limits = limits
+        self._sandbox = Sandbox(self._run)  # the child the batches run in (forked on first use, kept warm)
         self._tracebacks_logged = 0
         for sid, stage in zip(self.ids, self.stages):
             setup_stage(sid, stage)
@@ -100,9 +101,13 @@ class SegmentRunner:
         if self.limits is None:
             results, isolated = [self._run(batch, None)], []
         else:
-            results, isolated = guarded(
-                lambda rows: self._run(batch, rows), batch.num_rows, self.limits, "+".join(self.ids)
-            )
+            limits = self.limits
+
+            def run(rows: list[int]) -> tuple[Any, Failure | None]:
+                sub = batch if len(rows) == batch.num_rows else batch.take(rows)
+                return self._sandbox.call((sub, rows), limits, len(rows))
+
+            results, isolated = guarded(run, batch.num_rows, "+".join(self.ids))
         figures = Figures()
         tables = []
         for table, fig, errors in results:
@@ -122,10 +127,8 @@ class SegmentRunner:
         return tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
 
     def _run(self, batch: pa.Table, rows: list[int] | None) -> tuple[pa.Table, Figures, dict[str, list]]:
-        """The stages over `batch` (only its `rows`, when given): the batch out, its figures and, per stage, the
-        documents it raised on (id, traceback)."""
-        if rows is not None and len(rows) != batch.num_rows:
-            batch = batch.take(rows)
+        """The stages over `batch`, whose rows are rows `rows` of the batch the runner got (None: all of them):
+        the batch out, its figures and, per stage, the documents it raised on (id, traceback)."""
         # Stages never see the engine's columns; they travel beside the rows (`meta`), filtered in lockstep.
         split = split_live(batch)
         work, meta = split.body, split.meta
@@ -172,9 +175,13 @@ class SegmentRunner:
         inflight.stage(k, origin)
         try:
             result = stage.apply(table)
-        except Exception as e:
-            if isinstance(e, StageError):
-                raise
+        except StageError:
+            raise
+        except Exception:
+            result = None
+        if result is None:
+            # Outside the except clause: its exception (and the frames it holds: a MemoryError's runaway data)
+            # is gone before the documents are tried one by one.
             return self._apply_per_row(k, stage, table, origin, errors)
         return _checked(sid, stage, table, result)
 

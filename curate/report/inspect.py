@@ -222,7 +222,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         head = f"{info['id']}: rejected by {info['stage']} ({run.stage_uses(info['stage'])}) as {info['reason']}"
     console.print(Text(head, style="bold"))
     if info["failure"]:
-        console.print(f"  {'failure':<8} {info['failure']} (the record was isolated: its worker ran it alone)")
+        note = "a poison record: the rest of its batch ran again without it"
+        console.print(f"  {'failure':<8} {info['failure']} ({note})")
     for label in ("url", "source"):
         if info.get(label):
             console.print(f"  {label:<8} {info[label]}")

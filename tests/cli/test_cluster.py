@@ -142,3 +142,23 @@ def test_curate_run_joins_the_cluster_with_address(ray_head, job_dir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"ray: cluster {ray_head['gcs']}" in proc.stderr
     _check(out)
+
+
+def test_a_python_run_on_a_cluster_after_one_on_the_embedded_ray_goes_to_the_cluster(ray_head, job_dir):
+    """curate.run twice in one process (a notebook): first on the embedded Ray, then with address= the cluster."""
+    script = f"""
+import curate
+first = curate.run("p.yaml", output="out-embedded")
+second = curate.run("p.yaml", output="out-cluster", address="{ray_head["gcs"]}")
+import ray
+print("GCS", ray.get_runtime_context().gcs_address)
+print("DOCS", first["output_docs"], second["output_docs"])
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=job_dir, capture_output=True, text=True, timeout=600, env=ray_head["env"]
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"GCS {ray_head['gcs']}" in proc.stdout
+    first, second = proc.stdout.split("DOCS ")[1].split()
+    assert first == second
+    _check(job_dir / "out-cluster")

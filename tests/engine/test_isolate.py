@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from curate import config, inflight
-from curate.engine.isolate import Limits, guarded, limits_for, parse_bytes, run_child
+from curate.engine.isolate import Limits, Sandbox, guarded, limits_for, parse_bytes, run_child
 from curate.engine.segment import SegmentRunner
 from curate.errors import ConfigError
 from curate.ledger import Ledger
@@ -24,6 +24,15 @@ from curate.stage import Filter
 pytestmark = pytest.mark.unit
 
 LIMITS = Limits([5.0], 512 << 20)
+
+
+def _guarded(run, n: int, limits: Limits = LIMITS):
+    """guarded() over run(rows) in one warm child (a Sandbox), as the segment runner calls it."""
+    box = Sandbox(run)
+    try:
+        return guarded(lambda rows: box.call((rows,), limits, len(rows)), n)
+    finally:
+        box.close()
 
 
 def _rows_runner(crash_on: int | None = None, tracked: bool = True, how: str = "segfault", flag: str = ""):
@@ -52,12 +61,12 @@ def _rows_runner(crash_on: int | None = None, tracked: bool = True, how: str = "
 
 
 def test_a_clean_batch_runs_once_in_a_child_and_comes_back_whole():
-    results, isolated = guarded(_rows_runner(), 100, LIMITS)
+    results, isolated = _guarded(_rows_runner(), 100)
     assert results == [list(range(100))] and isolated == []
 
 
 def test_a_crash_on_a_known_row_is_confirmed_once_then_that_row_alone_is_isolated():
-    results, isolated = guarded(_rows_runner(crash_on=37), 100, LIMITS)
+    results, isolated = _guarded(_rows_runner(crash_on=37), 100)
     (iso,) = isolated
     assert iso.row == 37 and iso.failure.reason == "worker_crashed" and "SIGSEGV" in iso.failure.detail
     assert iso.runs == 2  # the crash, its confirmation; then the other 99 rows in one more run
@@ -67,12 +76,12 @@ def test_a_crash_on_a_known_row_is_confirmed_once_then_that_row_alone_is_isolate
 def test_a_transient_crash_rejects_nothing(tmp_path):
     flag = tmp_path / "once"
     flag.touch()
-    results, isolated = guarded(_rows_runner(crash_on=10, how="exit", flag=str(flag)), 50, LIMITS)
+    results, isolated = _guarded(_rows_runner(crash_on=10, how="exit", flag=str(flag)), 50)
     assert isolated == [] and results == [list(range(50))]
 
 
 def test_a_row_that_is_not_reported_is_found_by_bisection():
-    results, isolated = guarded(_rows_runner(crash_on=77, tracked=False, how="exit"), 128, LIMITS)
+    results, isolated = _guarded(_rows_runner(crash_on=77, tracked=False, how="exit"), 128)
     (iso,) = isolated
     assert iso.row == 77 and iso.failure.detail == "exited with code 2"
     assert iso.runs <= 2 + 2 * 7 + 1  # the whole batch twice, then halves down to one row (and its confirmation)
@@ -81,7 +90,7 @@ def test_a_row_that_is_not_reported_is_found_by_bisection():
 
 def test_a_hang_that_holds_the_gil_is_stopped_at_the_deadline():
     t0 = time.monotonic()
-    results, isolated = guarded(_rows_runner(crash_on=3, how="hang"), 10, Limits([0.5], 0))
+    results, isolated = _guarded(_rows_runner(crash_on=3, how="hang"), 10, Limits([0.5], 0))
     seconds = time.monotonic() - t0
     (iso,) = isolated
     assert iso.row == 3 and iso.failure.reason == "stage_timeout" and iso.runs == 1
@@ -91,10 +100,21 @@ def test_a_hang_that_holds_the_gil_is_stopped_at_the_deadline():
 
 def test_a_memory_blow_up_stops_at_the_limit_and_leaves_this_process_alone():
     before = _rss()
-    results, isolated = guarded(_rows_runner(crash_on=5, how="memory"), 10, Limits([5.0], 256 << 20))
+    results, isolated = _guarded(_rows_runner(crash_on=5, how="memory"), 10, Limits([5.0], 256 << 20))
     (iso,) = isolated
     assert iso.row == 5 and iso.failure.reason == "out_of_memory"
     assert _rss() - before < 64 << 20
+
+
+def test_the_child_stays_warm_between_batches_and_is_replaced_after_a_crash():
+    box = Sandbox(lambda: os.getpid())
+    first, _ = box.call((), LIMITS, 1)
+    again, _ = box.call((), LIMITS, 1)
+    assert first == again != os.getpid()  # one child, for batch after batch
+    crash = Sandbox(lambda: ctypes.string_at(0))
+    assert crash.call((), LIMITS, 1)[1].reason == "worker_crashed" and crash.pid == 0
+    box.close()
+    assert box.pid == 0
 
 
 def test_an_exception_in_the_child_is_raised_here():
