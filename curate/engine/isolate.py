@@ -2,10 +2,10 @@
 it (a segfault in a C extension, os._exit), hangs it (a regular expression that holds the GIL) or drives it past
 its memory limit costs that document, not the worker, the batch or the run.
 
-The child inherits the worker's set-up stages (models loaded once, shared copy-on-write), runs the batch and sends
-its result back through a pipe; forking costs about a millisecond per batch. While it runs, it reports the stage
-and the batch row it works on in a few bytes of shared memory (curate.inflight), and the parent watches three
-things:
+The child (a Sandbox) is forked once and serves batch after batch, so it stays warm; it inherits the worker's
+set-up stages (models loaded once, shared copy-on-write), gets each batch over a pipe and sends the result back the
+same way. While it runs a batch, it reports the stage and the batch row it works on in a few bytes of shared memory
+(curate.inflight), and the parent watches three things:
 
 - its exit: killed by a signal or exited without a result -> `worker_crashed` (the signal or exit code named);
 - the row it works on: unchanged for longer than the stage's per-record deadline -> the parent kills it,
@@ -14,8 +14,8 @@ things:
   allocation fails with MemoryError in the stage (the row is then rejected by the segment runner, no kill), and the
   parent kills a child whose resident memory grows past the limit some other way -> `out_of_memory`.
 
-When the row is known, it is rejected and the rest of the batch runs again in a fresh child: one extra launch per
-poison record (a crash is confirmed once first, so that a worker killed from outside, a transient failure, rejects
+A failed child is replaced by a fresh fork. When the row is known, it is rejected and the rest of the batch runs
+again: one extra run per poison record (a crash is confirmed once first, so that a worker killed from outside, a transient failure, rejects
 nothing). When it is not known, the batch is bisected until the record is alone. A failure never escapes to Ray,
 whose task retries are bounded (engine.retries) and left to transient failures: a node lost, a worker killed.
 """
