@@ -15,9 +15,10 @@ same way. While it runs a batch, it reports the stage and the batch row it works
   parent kills a child whose resident memory grows past the limit some other way -> `out_of_memory`.
 
 A failed child is replaced by a fresh fork. When the row is known, it is rejected and the rest of the batch runs
-again: one extra run per poison record (a crash is confirmed once first, so that a worker killed from outside, a transient failure, rejects
-nothing). When it is not known, the batch is bisected until the record is alone. A failure never escapes to Ray,
-whose task retries are bounded (engine.retries) and left to transient failures: a node lost, a worker killed.
+again: one extra run per poison record (a crash is confirmed once first, so that a worker killed from outside, a
+transient failure, rejects nothing). When it is not known, the batch is bisected until the record is alone. A
+failure never escapes to Ray, whose task retries are bounded (engine.task_retries) and left to transient failures:
+a node lost, a worker killed.
 """
 
 from __future__ import annotations
