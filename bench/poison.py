@@ -3,7 +3,7 @@ or blows up its worker's memory, against the same run clean, on the local and th
 (engine.isolation: process, record_deadline 30 s, memory_limit half the RAM over the CPUs).
 
 Documents: corpus pages of ../shared/corpus when present (bench/corpus_docs.py), repeated to N with fresh ids, else
-generated text; the chain is c4_quality -> gopher_quality -> the poison stage -> exact_dedup. Each cell is one run
+generated text; the chain is the poison stage -> c4_quality -> gopher_quality -> exact_dedup. Each cell is one run
 in a fresh process (`curate run`), its wall time and what stats.json says of the poison record.
 
     python bench/poison.py [--docs 20000] [--runners local ray] [--kinds segfault exit hang memory]
@@ -55,9 +55,9 @@ input: {{format: parquet, path: in}}
 output: {{path: out}}
 engine: {{progress_seconds: 0}}
 stages:
+  - {{id: poison, uses: "poison_stages:poison", with: {{kind: {kind}}}}}
   - {{id: c4, uses: c4_quality}}
   - {{id: gopher, uses: gopher_quality}}
-  - {{id: poison, uses: "poison_stages:poison", with: {{kind: {kind}}}}}
   - {{id: dedup, uses: exact_dedup}}
 """
 
