@@ -41,6 +41,9 @@ def ray_head(tmp_path_factory):
             f"--port={port}",
             f"--dashboard-port={dash}",
             "--dashboard-host=127.0.0.1",
+            # not the default 52365: an embedded Ray of this session (ray_session) may hold it already, and the
+            # head's job agent then never comes up ("No available agent to submit job")
+            f"--dashboard-agent-listen-port={free_port()}",
             "--include-dashboard=true",
             "--num-cpus=2",
             "--disable-usage-stats",
@@ -158,7 +161,9 @@ print("DOCS", first["output_docs"], second["output_docs"])
         [sys.executable, "-c", script], cwd=job_dir, capture_output=True, text=True, timeout=600, env=ray_head["env"]
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"GCS {ray_head['gcs']}" in proc.stdout
+    port = ray_head["gcs"].rsplit(":", 1)[1]  # (Ray reports the head by its node address, not 127.0.0.1)
+    gcs = proc.stdout.split("GCS ")[1].split()[0]
+    assert gcs.rsplit(":", 1)[1] == port, proc.stdout
     first, second = proc.stdout.split("DOCS ")[1].split()
     assert first == second
     _check(job_dir / "out-cluster")
