@@ -33,7 +33,7 @@ input: {{format: parquet, path: in}}
 output: {{path: out, shard_rows: 20}}
 engine: {{batch_rows: 20, progress_seconds: 0}}
 stages:
-  - {{id: slow, uses: "matrix_stages:slow", with: {{seconds: 0.01}}}}
+  - {{id: slow, uses: "decontam_stages:slow", with: {{seconds: 0.01}}}}
   - {{id: decont, uses: decontaminate, with: {{evals: [{{path: "{root}/evals.jsonl", name: quiz}}], mode: {mode},
       min_piece_chars: 40, margin_chars: 30, cache_dir: "{root}/cache"}}}}
 """
@@ -72,7 +72,7 @@ def workdir(make_workdir, tmp_path):
     # absolute paths: Ray's workers do not run in this folder
     def make(mode: str):
         evals = "".join(json.dumps({"id": f"q{k}", "question": q}) + "\n" for k, q in enumerate(ITEMS))
-        files = {"matrix_stages.py": STAGES, "evals.jsonl": evals}
+        files = {"decontam_stages.py": STAGES, "evals.jsonl": evals}
         docs = {f"in/part{k}.parquet": _docs(30, k) for k in range(4)}
         return make_workdir(files=files, docs=docs, pipeline=PIPE.format(mode=mode, root=tmp_path))
 
