@@ -51,6 +51,26 @@ def slow(doc, seconds: float = 0.01):
 '''
 MATRIX_DOCS = 200
 
+# The matrix's `slow` for multi-node tests (test_fault_matrix, tests/s3): it leaves the pid of the worker it runs in.
+NODE_STAGES = '''
+import os
+import time
+from pathlib import Path
+
+import curate
+from curate.inflight import worker_pid  # the Ray worker, not the isolated child of a batch
+
+
+@curate.filter
+def slow(doc, pid_dir: str = "", seconds: float = 0.05):
+    """matrix_stages:slow that also leaves the pid of the worker that runs it (for node-lost tests)."""
+    Path(pid_dir, str(worker_pid())).touch()
+    flag = os.environ.get("MATRIX_SLOW")
+    if flag and os.path.exists(flag):
+        time.sleep(seconds)
+    return "odd_topic" if " topic 1 " in doc.text else None
+'''
+
 
 def matrix_workdir() -> dict:
     """build_workdir's (make_workdir's) arguments for the matrix's run folder: its stage module, 200 documents in

@@ -370,3 +370,26 @@ class RayNodes:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         return workers
+
+
+def contend_for_lock(out: str, n: int = 8) -> list[Any]:
+    """`n` threads acquire the output lock of `out` at once (a barrier); each one's OutputLock or OutputError."""
+    from curate.errors import OutputError
+    from curate.output.lock import OutputLock
+
+    results: list[Any] = []
+    barrier = threading.Barrier(n)
+
+    def contend() -> None:
+        barrier.wait()
+        try:
+            results.append(OutputLock(out).acquire())
+        except OutputError as e:
+            results.append(e)
+
+    threads = [threading.Thread(target=contend) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results

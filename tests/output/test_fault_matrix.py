@@ -22,7 +22,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -30,8 +29,17 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from faults import MATRIX_DOCS, MATRIX_PIPE, assert_exactly_once, matrix_workdir, outcome, start, wait_for
-from helpers import build_workdir, commits, curate_command, free_port, full_disk_after, write_docs, write_pipeline
+from faults import MATRIX_DOCS, MATRIX_PIPE, NODE_STAGES, assert_exactly_once, matrix_workdir, outcome, start, wait_for
+from helpers import (
+    build_workdir,
+    commits,
+    contend_for_lock,
+    curate_command,
+    free_port,
+    full_disk_after,
+    write_docs,
+    write_pipeline,
+)
 
 from curate import config, engine
 from curate.cli import main
@@ -278,24 +286,6 @@ engine: {batch_rows: 5, progress_seconds: 0}
 stages:
   - {id: slow, uses: "node_stages:slow", with: {pid_dir: PIDS}}
 """
-NODE_STAGES = '''
-import os
-import time
-from pathlib import Path
-
-import curate
-from curate.inflight import worker_pid  # the Ray worker, not the isolated child of a batch
-
-
-@curate.filter
-def slow(doc, pid_dir: str = "", seconds: float = 0.05):
-    """matrix_stages:slow that also leaves the pid of the process that runs it."""
-    Path(pid_dir, str(worker_pid())).touch()
-    flag = os.environ.get("MATRIX_SLOW")
-    if flag and os.path.exists(flag):
-        time.sleep(seconds)
-    return "odd_topic" if " topic 1 " in doc.text else None
-'''
 
 
 @pytest.mark.cluster
@@ -477,21 +467,7 @@ def test_take_over_forces_a_foreign_lock_but_not_a_live_local_one(tmp_path):
 
 def test_only_one_of_many_simultaneous_runs_gets_the_lock(tmp_path):
     out = str(tmp_path / "out")
-    results: list[object] = []
-    barrier = threading.Barrier(8)
-
-    def contend():
-        barrier.wait()
-        try:
-            results.append(OutputLock(out).acquire())
-        except OutputError as e:
-            results.append(e)
-
-    threads = [threading.Thread(target=contend) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = contend_for_lock(out)
     winners = [r for r in results if isinstance(r, OutputLock)]
     assert len(winners) == 1 and len(results) == 8
     winners[0].release()

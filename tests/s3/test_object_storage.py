@@ -9,7 +9,6 @@ import gzip
 import io
 import json
 import random
-import threading
 from collections import Counter
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from faults import MATRIX_DOCS, MATRIX_PIPE, kill_when, matrix_workdir, outcome, start, wait_for
-from helpers import build_workdir, write_docs, write_pipeline
+from helpers import build_workdir, contend_for_lock, write_docs, write_pipeline
 
 from curate import config, engine
 from curate.cli import main
@@ -267,21 +266,7 @@ def test_the_lock_on_s3_takes_one_of_many_and_a_dead_holder_over(s3_server, s3_b
     race get 412 from the server, which must read as "another run was first"). A holder whose lease expired is
     taken over by the next run."""
     out = f"s3://{s3_bucket}/locked"
-    results: list[object] = []
-    barrier = threading.Barrier(8)
-
-    def contend():
-        barrier.wait()
-        try:
-            results.append(OutputLock(out).acquire())
-        except OutputError as e:
-            results.append(e)
-
-    threads = [threading.Thread(target=contend) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = contend_for_lock(out)
     winners = [r for r in results if isinstance(r, OutputLock)]
     assert len(winners) == 1 and len(results) == 8
     assert all("is being written by" in str(r) for r in results if isinstance(r, OutputError)), results

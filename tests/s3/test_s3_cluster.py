@@ -13,7 +13,7 @@ from collections import Counter
 
 import pyarrow.parquet as pq
 import pytest
-from faults import outcome
+from faults import NODE_STAGES, outcome
 from helpers import RayNodes, curate_command, parts, write_docs, write_pipeline
 
 from curate.output.verify import verify
@@ -28,24 +28,6 @@ stages:
   - {{id: slow, uses: "s3_node_stages:slow", with: {{pid_dir: "{pids}"}}}}
   - {{id: dedup, uses: exact_dedup}}
 """
-NODE_STAGES = '''
-import os
-import time
-from pathlib import Path
-
-import curate
-from curate.inflight import worker_pid
-
-
-@curate.filter
-def slow(doc, pid_dir: str = "", seconds: float = 0.05):
-    """Keep all but topic 1, slowly while $MATRIX_SLOW exists; leave the pid of the worker that runs it."""
-    Path(pid_dir, str(worker_pid())).touch()
-    flag = os.environ.get("MATRIX_SLOW")
-    if flag and os.path.exists(flag):
-        time.sleep(seconds)
-    return "odd_topic" if " topic 1 " in doc.text else None
-'''
 
 
 def _s3_outcome(fs, out: str) -> dict[str, Counter]:
