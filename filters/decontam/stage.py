@@ -3,6 +3,7 @@ datatrove's NGramsDecontFilter), rejecting the documents that overlap or cutting
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar
 
 import numpy as np
@@ -92,15 +93,8 @@ class Decontaminate(Mapper):
 
     @property
     def settings(self) -> IndexSettings:
-        return IndexSettings(
-            self.n_grams,
-            self.normalization,
-            self.language,
-            self.find_query_ngrams,
-            self.find_overlap_ngrams,
-            self.max_items_per_ngram,
-            self.stop_ngrams,
-        )
+        # the stage's parameters of the same names (IndexSettings is the cache key of the index they decide)
+        return IndexSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(IndexSettings)})
 
     def columns(self) -> StageColumns:
         # the first match of a rejected document (both modes) rides on its row in OUT/rejected/<stage>/
