@@ -53,7 +53,8 @@ def live_only(
         if isolated:
             whole = split._replace(dead=None).join(split.body)  # the live rows with their engine columns
             failed = whole.take(pa.array([iso.row for iso in isolated]))
-            dead.append(reject_isolated(failed, {_id(failed, i): iso.failure for i, iso in enumerate(isolated)}, sid))
+            records = {_id(failed, i): _record(failed, i, iso) for i, iso in enumerate(isolated)}
+            dead.append(reject_isolated(failed, records, sid))
         return split._replace(dead=concat(dead) if dead else None).join(out, meta)
 
     return wrapped
@@ -98,7 +99,12 @@ def _id(table: pa.Table, i: int) -> str:
     return str(table.column(ID)[i].as_py()) if ID in table.column_names else "?"
 
 
-def reject_isolated(rows: pa.Table, failures: dict[str, Any], sid: str) -> pa.Table:
+def _record(table: pa.Table, i: int, iso: Isolated) -> dict[str, str]:
+    """The isolated row i of `table` as the ledger and stats.json hold it: {"id", "reason", "detail"}."""
+    return {"id": _id(table, i), "reason": iso.failure.reason, "detail": iso.failure.detail}
+
+
+def reject_isolated(rows: pa.Table, failures: dict[str, dict[str, str]], sid: str) -> pa.Table:
     """`rows` (with the engine's columns) rejected by global stage `sid` as the poison records they are: reason
     and stage set, the failure in the figures each row carries (a line logged for each)."""
     from curate.engine.segment import isolation_log
@@ -106,9 +112,7 @@ def reject_isolated(rows: pa.Table, failures: dict[str, Any], sid: str) -> pa.Ta
     reasons, details = [], []
     for i in range(rows.num_rows):
         failure = failures[_id(rows, i)]
-        reason, detail = (
-            (failure.reason, failure.detail) if hasattr(failure, "reason") else (failure["reason"], failure["detail"])
-        )
+        reason, detail = failure["reason"], failure["detail"]
         reasons.append(reason)
         details.append(detail)
         isolation_log.warning("global stage '%s': document %s isolated as %s (%s)", sid, _id(rows, i), reason, detail)
@@ -134,10 +138,7 @@ def derived_isolated(fn: Callable[[pa.Table], pa.Table], ctx: GlobalContext) -> 
     def run(body: pa.Table) -> pa.Table:
         parts, isolated = guarded_call(fn, body, ctx.limits, ctx.sid, token)
         if isolated:
-            records = [
-                {"id": _id(body, iso.row), "reason": iso.failure.reason, "detail": iso.failure.detail}
-                for iso in isolated
-            ]
+            records = [_record(body, iso.row, iso) for iso in isolated]
             ctx.reporter.isolate(ctx.sid, records)
         tables = [t for _, t in parts if t.num_columns]
         return concat(tables) if tables else pa.table({})
