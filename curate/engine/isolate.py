@@ -24,6 +24,7 @@ a node lost, a worker killed.
 from __future__ import annotations
 
 import atexit
+import gc
 import logging
 import os
 import pickle
@@ -45,6 +46,7 @@ log = logging.getLogger("curate.engine")
 
 REASONS = ("worker_crashed", "stage_timeout", "out_of_memory")
 _HELD = (signal.SIGINT, signal.SIGTERM)
+OUTSIDE_STAGES = 60.0  # seconds an isolated child may spend outside any stage of a batch (engine.record_deadline > 0)
 _POLL = 0.02  # seconds between looks at a running child (the deadline and memory checks)
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -252,6 +254,12 @@ class Sandbox:
         # Ctrl-C or SIGTERM arriving during fork() would run the driver's handler inside an at-fork callback,
         # where its exception is printed and lost: while forking, the handlers only note the signal.
         handlers, noted = _note_signals()
+        # The child must never finalize this process's objects: a Ray ObjectRef or actor handle collected there
+        # runs Ray's C++ reference counting on a copy whose locks other threads held at the fork (the child
+        # hangs) or sends on the worker's own connections to Ray (the worker's next Ray call never gets its
+        # answer). Frozen, the cyclic collector leaves everything that exists now alone in the child.
+        frozen = gc.get_freeze_count()
+        gc.freeze()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child
             try:
@@ -265,6 +273,8 @@ class Sandbox:
                 _serve(self.target, req_r, rep_w, buf, memory)
             finally:
                 os._exit(0)
+        if not frozen:  # (objects someone else froze stay frozen, with those of this fork)
+            gc.unfreeze()
         os.close(req_r)
         os.close(rep_w)
         self.pid, self.requests, self.replies = pid, req_w, rep_r
@@ -350,10 +360,17 @@ def _watch(pid: int, fd: int, buf: Any, limits: Limits, rows: int, rss0: int) ->
         budget = limits.deadlines[stage] if 0 <= stage < len(limits.deadlines) else 0.0
         if budget and row < 0:
             budget *= max(1, rows)
-        if budget and now - since > budget:
+        if stage < 0 and any(limits.deadlines):
+            # The engine's own work in the child, before the first stage and after the last (no record's): a
+            # child that stops there (a lock its parent held at the fork) is replaced rather than waited on.
+            outside = max(OUTSIDE_STAGES, *limits.deadlines)
+            if now - since > outside:
+                what = f"stopped outside its stages for {outside:g} s"
+                killed = Failure("worker_crashed", stage, row, what)
+        elif budget and now - since > budget:
             what = f"past the deadline of {limits.deadlines[stage]:g} s per record"
             killed = Failure("stage_timeout", stage, row, what + ("" if row >= 0 else f" x {rows} rows"))
-        elif limits.memory and now - last_mem > 0.2:
+        if killed is None and limits.memory and now - last_mem > 0.2:
             last_mem = now
             grown = _rss(pid) - rss0
             if grown > limits.memory:

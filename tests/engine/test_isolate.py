@@ -117,6 +117,45 @@ def test_the_child_stays_warm_between_batches_and_is_replaced_after_a_crash():
     assert box.pid == 0
 
 
+class _Finalized:
+    """Cyclic garbage whose finalizer leaves a file named after the process that ran it (as a Ray ObjectRef's
+    runs Ray's reference counting and talks to Ray)."""
+
+    def __init__(self, folder) -> None:
+        self.folder, self.me = folder, self
+
+    def __del__(self) -> None:
+        (self.folder / str(os.getpid())).touch()
+
+
+def test_the_child_never_finalizes_what_this_process_holds(tmp_path):
+    import gc
+
+    gc.disable()
+    try:
+        _Finalized(tmp_path)  # garbage now, in a cycle: only the cyclic collector would finalize it
+        child, _ = run_child(lambda: (gc.collect(), os.getpid())[1], LIMITS, 1)
+        assert not (tmp_path / str(child)).exists()  # frozen at the fork: the child's collection left it alone
+        assert gc.get_freeze_count() == 0  # and thawed here
+        gc.collect()
+        assert (tmp_path / str(os.getpid())).exists()  # here it is finalized, as it should be
+    finally:
+        gc.enable()
+
+
+def test_a_child_stuck_outside_its_stages_is_replaced(monkeypatch):
+    from curate.engine import isolate
+
+    monkeypatch.setattr(isolate, "OUTSIDE_STAGES", 0.5)
+    stuck = Sandbox(lambda: time.sleep(30))  # never reports a stage (a lock held at the fork, say)
+    t0 = time.monotonic()
+    result, failure = stuck.call((), Limits([0.2], 0), 1)
+    assert time.monotonic() - t0 < 10 and result is None and stuck.pid == 0
+    assert failure.reason == "worker_crashed" and "outside its stages" in failure.detail
+    none, failure = Sandbox(lambda: time.sleep(1)).call((), Limits([0.0], 0), 1)  # no deadlines: no limit either
+    assert failure is None
+
+
 def test_an_exception_in_the_child_is_raised_here():
     def boom() -> None:
         raise ValueError("a stage's own error")
