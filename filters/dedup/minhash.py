@@ -5,6 +5,8 @@ small-star, and an index that later crawl dumps are deduplicated against.
 Documents are graph nodes named by a sortable key, `<tier><rank><id>`: tier 0 for documents of an index (they
 always win), 1 for this run's; the rank encodes `keep` (empty for `first`, a fixed-width number for `longest` or a
 score). Connected components label each cluster with its smallest node, which is therefore the document to keep.
+With `clusters: star` each component is then split, in node-key order, into stars of documents similar to the one
+kept for them (steps.StarClusters).
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 # Verified edges up to this many are joined into clusters by one worker (about 100 bytes each in memory).
 SMALL_GRAPH_EDGES = 1_000_000
+# clusters: star prunes the exact comparisons of a component by signatures of this many permutations.
+STAR_PERMUTATIONS = 128
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,8 @@ class MinHash(GlobalStage):
     hashes_per_bucket are accepted as ngram, bands and rows). Kept documents get `dedup_cluster` (the id of the
     cluster's kept document, their own for singletons) and `dedup_cluster_size`; removed ones the reason
     `near_duplicate` (or `near_duplicate_indexed`) and `duplicate_of` (and `duplicate_index`) in OUT/rejected/.
+    With `clusters: star` a cluster is a kept document and the members whose exact n-gram Jaccard with it reaches
+    min_jaccard, so chains (A~B~C with A and C unlike) no longer remove C for A.
     """
 
     name = "minhash"
@@ -108,6 +114,13 @@ class MinHash(GlobalStage):
     language: str | None = "en"
     # A named word splitter for the languages it serves (curate.text.SPLITTERS); null: the language's default.
     word_splitter: str | None = None
+    # How verified pairs become clusters. connected: connected components, the smallest node key of each is kept and
+    # every other member removed as its duplicate, however far along a chain (A~B~C removes C for A even when A and
+    # C differ). star: each component is split greedily in `keep` order into stars whose every removed member has
+    # exact word-n-gram Jaccard >= min_jaccard with the document kept for it (its duplicate_of); costs a join of
+    # the documents of components, their shingling again and a shuffle of their shingle sets by component. Needs
+    # min_jaccard; not with index.against (indexed documents have no text here to compare with).
+    clusters: Literal["connected", "star"] = "connected"
     # Cross-dump index: {write: PATH} saves this run's kept documents' band keys; {against: [PATH, ...]} removes
     # documents that match an indexed one (indexed documents always win).
     index: dict[str, Any] | None = None
@@ -116,9 +129,28 @@ class MinHash(GlobalStage):
 
     def __post_init__(self) -> None:
         self.plan = self._resolve()
-        self._index_paths()  # validates the index mapping
+        _, against = self._index_paths()  # validates the index mapping
+        self._check_clusters(against)
 
     # -- parameters ---------------------------------------------------------------------------------------------
+    def _check_clusters(self, against: list[str]) -> None:
+        if self.clusters not in ("connected", "star"):
+            raise ConfigError(f"clusters must be connected or star, got {self.clusters!r}")
+        if self.clusters != "star":
+            return
+        if self.plan.min_jaccard is None:
+            raise ConfigError(
+                "clusters: star keeps a document unless its Jaccard with the kept one reaches min_jaccard, "
+                "and min_jaccard is null here (no verification)",
+                hint="give min_jaccard (e.g. auto, or 0.7 with preset: fineweb), or use clusters: connected",
+            )
+        if against:
+            raise ConfigError(
+                "clusters: star cannot be combined with index.against: indexed documents have no text or "
+                "shingles here to compare members with",
+                hint="use clusters: connected with index.against (index.write works with star)",
+            )
+
     def _resolve(self) -> Plan:
         ngram, bands, rows, min_j = self.ngram, self.bands, self.rows, self.min_jaccard
         if isinstance(ngram, bool) or ngram < 1:
@@ -225,6 +257,18 @@ class MinHash(GlobalStage):
     def signatures(self, batch: pa.Table) -> tuple[np.ndarray, np.ndarray]:
         """(documents, permutations) uint32 MinHash signatures of a batch, and which documents have a word (the
         others get all-ones rows and are nobody's duplicate)."""
+        hashes, counts = self.shingles(batch)
+        return mm.signatures(hashes, counts, _permutations(self.plan.permutations, self.plan.seed)), counts > 0
+
+    def member_shingles(self, batch: pa.Table) -> pa.Table:
+        """The documents of a batch that are in a component (joined column steps.COMP) -> their shingle sets, as
+        rows (node, comp, shingles) for clusters: star."""
+        batch = batch.filter(pc.is_valid(batch.column(steps.COMP)))
+        hashes, counts = self.shingles(batch)
+        return steps.shingle_set_rows(batch.column(steps.NODE), batch.column(steps.COMP), hashes, counts)
+
+    def shingles(self, batch: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+        """The shingle hashes of a batch's documents, concatenated, and their number per document."""
         plan = self.plan
         texts = [simplify_text(t) if t else "" for t in batch.column("text").to_pylist()]
         if plan.language is not None or "language" not in batch.column_names:
@@ -238,8 +282,7 @@ class MinHash(GlobalStage):
                 flat, counts = mm.batch_word_hashes([texts[i] for i in rows], tokenizer(lang, plan.word_splitter))
                 for i, part in zip(rows, np.split(flat, np.cumsum(counts)[:-1])):
                     words[i] = part
-        hashes, counts = mm.shingle_hashes(words, plan.ngram)
-        return mm.signatures(hashes, counts, _permutations(plan.permutations, plan.seed)), counts > 0
+        return mm.shingle_hashes(words, plan.ngram)
 
     def node_keys(self, batch: pa.Table) -> pa.Array:
         """The node key `1<rank><id>` of each document (see the module docstring)."""
@@ -305,7 +348,8 @@ class MinHash(GlobalStage):
         labels = None
         if verified:
             edges = pairs.map_batches(steps.verified_only)
-            clusters = steps.Clusters(self._node_width(), against)
+            width = self._node_width()
+            clusters = steps.Clusters(width, against)
             if verified <= SMALL_GRAPH_EDGES:
                 # one worker finishes a small graph faster than distributed rounds would (memory: the edges)
                 stars = edges.map_batches(steps.with_constant_key).group_by("__all__", stars_in_memory)
@@ -313,10 +357,21 @@ class MinHash(GlobalStage):
             else:
                 stars, rounds = connected_components(edges, log.debug)
                 self.count("cc_rounds", rounds)
-            labels = stars.group_by("v", clusters).materialize()
+            if self.clusters == "star":
+                # the documents of components (joined by id: the text stays) give their shingle sets, which meet
+                # by component and are split into stars of members similar to their representative
+                members = stars.map_batches(steps.component_members).group_by("node", steps.UniqueMembers(width))
+                sets = docs.join(members.materialize(), on="id").derive(self.member_shingles)
+                assert plan.min_jaccard is not None
+                perms = _permutations(STAR_PERMUTATIONS, plan.seed)
+                labels = sets.group_by("comp", steps.StarClusters(width, plan.min_jaccard, perms)).materialize()
+            else:
+                labels = stars.group_by("v", clusters).materialize()
             summary = labels.map_batches(steps.cluster_counts).collect()
             for name in ("clusters", "near_duplicates", "indexed_duplicates"):
                 self.count(name, _total(summary, name))
+            if self.clusters == "star":
+                self.count("chain_kept", _total(summary, "chain_kept"))
             self.count("largest_cluster", int(pc.max(summary.column("largest_cluster")).as_py() or 0))
             docs = docs.join(labels, on="id")
         if write is not None:

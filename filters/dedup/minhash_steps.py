@@ -11,13 +11,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curate.errors import StageError
 from curate_filters.dedup import minhash_math as mm
 from curate_filters.dedup.components import star_edges
 
 INDEX_META = b"curate.minhash"
 # temporary columns joined onto the documents (the engine drops `__` columns a stage leaves behind)
-CLUSTER, SIZE, DUP_OF, DUP_INDEX, REASON, NODE = (
-    "__mh_cluster", "__mh_size", "__mh_dup_of", "__mh_dup_index", "__mh_reason", "__mh_node",
+CLUSTER, SIZE, DUP_OF, DUP_INDEX, REASON, NODE, SPLIT = (
+    "__mh_cluster", "__mh_size", "__mh_dup_of", "__mh_dup_index", "__mh_reason", "__mh_node", "__mh_split",
 )  # fmt: skip
 NEAR, NEAR_INDEXED = "near_duplicate", "near_duplicate_indexed"
 
@@ -25,6 +26,7 @@ NEAR, NEAR_INDEXED = "near_duplicate", "near_duplicate_indexed"
 ROWS = pa.schema([("band", pa.int32()), ("key", pa.int64()), ("node", pa.string()), ("sig", pa.binary())])
 HALF = pa.schema([("node", pa.string()), ("u", pa.string()), ("v", pa.string()), ("sig", pa.binary())])
 MARKED = pa.schema([("band", pa.int32()), ("key", pa.int64()), ("node", pa.string()), ("dup", pa.bool_())])
+MEMBER = pa.schema([("node", pa.string()), ("comp", pa.string()), ("sig", pa.binary())])
 
 
 def conform(t: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -54,14 +56,20 @@ def sketch_rows(sigs: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.binary(), len(packed), [None, pa.py_buffer(offsets), pa.py_buffer(packed)])
 
 
+_CHANCE = 1.0 / 65536
+
+
 def sketch_jaccard(a: pa.Array, b: pa.Array) -> np.ndarray:
     """Estimated Jaccard of row pairs of 16-bit sketches, corrected for chance collisions."""
     if len(a) == 0:
         return np.zeros(0)
     x = np.stack([np.frombuffer(s, np.uint16) for s in a.to_pylist()])
     y = np.stack([np.frombuffer(s, np.uint16) for s in b.to_pylist()])
-    chance = 1.0 / 65536
-    return np.clip((mm.estimated_jaccard(x, y) - chance) / (1 - chance), 0.0, 1.0)
+    return _corrected(mm.estimated_jaccard(x, y))
+
+
+def _corrected(equal_share: np.ndarray) -> np.ndarray:
+    return np.clip((equal_share - _CHANCE) / (1 - _CHANCE), 0.0, 1.0)
 
 
 def only_bands(t: pa.Table) -> pa.Table:
@@ -178,14 +186,136 @@ class Clusters:
 
 def cluster_counts(t: pa.Table) -> pa.Table:
     reason = t.column(REASON)
+    leaders = pc.and_(pc.is_null(reason), pc.greater(t.column(SIZE), 1))  # star mode also labels its singletons
+    split = t.column(SPLIT) if SPLIT in t.column_names else pa.array(np.zeros(t.num_rows, bool))
     return pa.table(
         {
-            "clusters": [int(pc.sum(pc.is_null(reason)).as_py() or 0)],
+            "clusters": [int(pc.sum(leaders).as_py() or 0)],
             "near_duplicates": [int(pc.sum(pc.equal(reason, NEAR)).as_py() or 0)],
             "indexed_duplicates": [int(pc.sum(pc.equal(reason, NEAR_INDEXED)).as_py() or 0)],
             "largest_cluster": [int(pc.max(t.column(SIZE)).as_py() or 0)],
+            "chain_kept": [int(pc.sum(split).as_py() or 0)],
         }
     )
+
+
+# -- star clusters (clusters: star) ----------------------------------------------------------------------------------
+
+COMP = "__mh_comp"  # joined onto the documents: the component (its smallest node) of a document in one
+MEMBER = pa.schema([("id", pa.string()), (COMP, pa.string()), (NODE, pa.string())])
+SHINGLES = pa.schema([("node", pa.string()), ("comp", pa.string()), ("shingles", pa.large_binary())])
+# A pair is compared exactly only if its signatures estimate Jaccard >= min_jaccard - this (5 standard deviations
+# at 128 permutations): the estimate only prunes pairs that cannot be similar.
+PRUNE_MARGIN = 0.2
+
+
+def component_members(t: pa.Table) -> pa.Table:
+    """Star edges (leaf u, component minimum v) -> membership rows (node, comp) for leaves and centres (a centre
+    once per edge; unique_members keeps one)."""
+    u, v = t.column("u").combine_chunks(), t.column("v").combine_chunks()
+    return pa.table({"node": pa.concat_arrays([u, v]), "comp": pa.concat_arrays([v, v])})
+
+
+class UniqueMembers:
+    """Groups of node -> one row (id, COMP, NODE) per document of this run in a component, to join by id."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+
+    def __call__(self, t: pa.Table) -> pa.Table:
+        t = t.filter(pc.starts_with(t.column("node"), "1"))
+        m = t.group_by("node", use_threads=False).aggregate([("comp", "min")])
+        node = m.column("node").combine_chunks()
+        cols = [pc.utf8_slice_codeunits(node, self.width), m.column("comp_min").combine_chunks(), node]
+        return pa.Table.from_arrays(cols, schema=MEMBER)
+
+
+def shingle_set_rows(nodes: pa.Array, comps: pa.Array, hashes: np.ndarray, counts: np.ndarray) -> pa.Table:
+    """(node, comp, shingles): each document's distinct shingle hashes, sorted, as the bytes of a uint64 array."""
+    parts = np.split(hashes, np.cumsum(counts)[:-1]) if len(counts) else []
+    sets = [np.unique(p) for p in parts]
+    flat = np.concatenate(sets) if sets else np.zeros(0, np.uint64)
+    offsets = np.concatenate([[0], np.cumsum([len(x) for x in sets], dtype=np.int64)]) * 8
+    data = pa.Array.from_buffers(pa.large_binary(), len(sets), [None, pa.py_buffer(offsets), pa.py_buffer(flat)])
+    return pa.Table.from_arrays([nodes, comps, data], schema=SHINGLES)
+
+
+def exact_jaccards(a: np.ndarray, others: list[np.ndarray]) -> np.ndarray:
+    """Jaccard of the sorted distinct hashes `a` with each of `others`."""
+    out = np.zeros(len(others))
+    for k, b in enumerate(others):
+        inter = len(np.intersect1d(a, b, assume_unique=True))
+        union = len(a) + len(b) - inter
+        out[k] = inter / union if union else 1.0
+    return out
+
+
+def star_representatives(sets: list[np.ndarray], sigs: np.ndarray, min_jaccard: float) -> np.ndarray:
+    """Greedy star clustering of one component whose rows are in node-key order: the first row not yet assigned
+    becomes a representative and takes every unassigned later row whose exact shingle Jaccard with it is >=
+    min_jaccard; repeat. `sigs` (rows, permutations) are MinHash signatures of the same sets: a pair whose estimate
+    is below min_jaccard - PRUNE_MARGIN is not compared exactly. Returns each row's representative (its own index
+    for one). Cost: O(rows x representatives) signature comparisons, exact ones for the pairs that pass."""
+    k = len(sets)
+    rep = np.full(k, -1, np.int64)
+    for i in range(k):
+        if rep[i] >= 0:
+            continue
+        rep[i] = i
+        rest = np.flatnonzero(rep[i + 1 :] < 0) + i + 1
+        if not len(rest):
+            continue
+        rest = rest[mm.estimated_jaccard(sigs[rest], sigs[i]) >= min_jaccard - PRUNE_MARGIN]
+        if len(rest):
+            similar = exact_jaccards(sets[i], [sets[j] for j in rest]) >= min_jaccard
+            rep[rest[similar]] = i
+    return rep
+
+
+class StarClusters:
+    """Groups of component (node, comp, shingles) -> the same rows as Clusters, but every removed document's exact
+    shingle Jaccard with its representative (the document kept for it) is >= min_jaccard: each component is split
+    by star_representatives. Representatives left alone get a row with size 1 (not counted as clusters); SPLIT
+    marks the documents kept that connected components would have removed."""
+
+    def __init__(self, width: int, min_jaccard: float, perms: mm.Permutations) -> None:
+        self.width = width
+        self.min_jaccard = min_jaccard
+        self.perms = perms
+
+    def __call__(self, t: pa.Table) -> pa.Table:
+        t = t.sort_by([("comp", "ascending"), ("node", "ascending")])
+        nodes = t.column("node").combine_chunks()
+        if len(nodes) != len(pc.unique(nodes)):
+            raise StageError("minhash clusters: star: a document id occurs more than once")
+        comp = t.column("comp").to_numpy(zero_copy_only=False)
+        sets = [np.frombuffer(b, np.uint64) if b else np.zeros(0, np.uint64) for b in t.column("shingles").to_pylist()]
+        counts = np.fromiter(map(len, sets), np.int64, len(sets))
+        flat = np.concatenate(sets) if sets else np.zeros(0, np.uint64)
+        sigs = mm.signatures(flat, counts, self.perms)
+        rep = np.arange(len(nodes))
+        starts = np.flatnonzero(np.concatenate([[True], comp[1:] != comp[:-1]])) if len(comp) else np.zeros(0, int)
+        for a, b in zip(starts, [*starts[1:], len(comp)]):
+            rep[a:b] = star_representatives(sets[a:b], sigs[a:b], self.min_jaccard) + a
+        own = rep == np.arange(len(rep))
+        size = np.bincount(rep, minlength=len(rep))[rep]
+        leader_id = pc.utf8_slice_codeunits(nodes.take(pa.array(rep)), self.width)
+        is_dup = pa.array(~own)
+        first_of_comp = np.zeros(len(rep), bool)
+        first_of_comp[starts] = True
+        null = pa.scalar(None, pa.string())
+        return pa.table(
+            {
+                "id": pc.utf8_slice_codeunits(nodes, self.width),
+                CLUSTER: leader_id,
+                SIZE: pa.array(size.astype(np.int64)),
+                DUP_OF: pc.if_else(is_dup, leader_id, null),
+                DUP_INDEX: pa.nulls(len(nodes), pa.string()),
+                REASON: pc.if_else(is_dup, pa.scalar(NEAR), null),
+                NODE: nodes,
+                SPLIT: pa.array(own & ~first_of_comp),
+            }
+        )
 
 
 # -- the index -------------------------------------------------------------------------------------------------------
