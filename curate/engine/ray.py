@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -246,8 +247,9 @@ class RayExecutor:
         log.info("ray: %s", where)
         from curate.config.registry import user_modules
 
-        for module in user_modules.values():
-            ray.cloudpickle.register_pickle_by_value(module)  # ship the user's own stage code with the tasks
+        for name, module in user_modules.items():
+            if sys.modules.get(name) is module:  # (one removed or reloaded since is not what this run's stages use)
+                ray.cloudpickle.register_pickle_by_value(module)  # ship the user's own stage code with the tasks
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = os.environ.get("CURATE_RAY_PROGRESS", "") == "1"
         # curate prints its own per-stage progress; Ray's notice that its bars are off is noise
