@@ -62,6 +62,20 @@ def test_fineweb_recipe_is_the_published_chain():
     assert (plan.ngram, plan.bands, plan.rows, plan.min_jaccard) == (5, 14, 8, None)
 
 
+def test_refinedweb_and_dclm_dedup_as_published():
+    """RefinedWeb: fuzzy dedup, then exact substring dedup of spans of 50 or more tokens (every copy), then URL dedup
+    (sec. 3.3). DCLM-Baseline: BFF at its published settings (13-grams, 0.8, old-both, fp 0.01) in place of MinHash."""
+    rw = config.load("refinedweb.yaml", check_input=False).stages
+    assert [s.uses for s in rw][-3:] == ["minhash", "substring_dedup", "url_dedup"]
+    substr = rw[-2].build()
+    assert (substr.min_tokens, substr.remove) == (50, "all")
+    dclm = {s.id: s for s in config.load("dclm.yaml", check_input=False).stages}
+    assert "minhash" not in [s.uses for s in dclm.values()] and dclm["dedup"].uses == "bloom_dedup"
+    bff = dclm["dedup"].build()
+    published = ("bff", 13, 13, 0.8, 0.8, 0.01)
+    assert (bff.mode, bff.ngram, bff.min_ngram, bff.threshold, bff.document_threshold, bff.fp_rate) == published
+
+
 @pytest.mark.e2e
 def test_fineweb_on_every_corpus_crawl_on_ray(corpus, tmp_path, ray_session):
     """fineweb.yaml on all WARC/ARC files of the corpus: every document accounted for, `curate verify` clean."""
