@@ -42,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpus_docs import extracted_docs  # noqa: E402
 
 from curate import config, engine  # noqa: E402
-from curate_filters.dedup.substring import cut_ranges, non_space_chars, tokenize  # noqa: E402
+from curate_filters.dedup.lines import non_space_chars  # noqa: E402
+from curate_filters.dedup.substring import cut_ranges, tokenize  # noqa: E402
 
 STAGE = "substring_dedup"
 L = 50

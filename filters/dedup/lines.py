@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -227,6 +228,26 @@ def count_rows(batch: pa.Table) -> pa.Table:
     return pa.table({"n": pa.array([batch.num_rows], pa.int64())})
 
 
+def rewrite_cut(body: pa.Table, prefix: str, cut: Callable[[int, str], str | None], min_chars: int) -> pa.Table:
+    """The documents with `cut(row, text)` applied (None: nothing cut in that row) and the stage's `prefix` columns
+    dropped; a document left with fewer than min_chars non-space characters is rejected as too_little_left and keeps
+    its text as it came. Shared by line_dedup and substring_dedup."""
+    texts = body.column("text").to_pylist()
+    reasons: list[str | None] = [None] * body.num_rows
+    for i, text in enumerate(texts):
+        left = cut(i, text or "")
+        if left is None:
+            continue
+        if non_space_chars(left) < min_chars:
+            reasons[i] = TOO_LITTLE_LEFT
+        else:
+            texts[i] = left
+    idx = body.schema.get_field_index("text")
+    body = body.set_column(idx, body.schema.field(idx), pa.array(texts, body.schema.field(idx).type))
+    temp = [c for c in body.column_names if c.startswith(prefix)]
+    return body.drop_columns(temp).append_column("reason", pa.array(reasons, pa.string()))
+
+
 class Rewrite:
     """The documents with their cut positions joined on -> the text without those units; a document left with
     fewer than min_chars non-space characters is rejected as too_little_left (and keeps its text as it came)."""
@@ -236,24 +257,18 @@ class Rewrite:
         self.min_chars = min_chars
 
     def __call__(self, body: pa.Table) -> pa.Table:
-        temp = [c for c in body.column_names if c.startswith("__ld_")]
         if CUT not in body.column_names or body.column(CUT).null_count == body.num_rows:
-            out = body.drop_columns(temp)
-            return out.append_column("reason", pa.nulls(body.num_rows, pa.string()))
-        texts = body.column("text").to_pylist()
-        reasons: list[str | None] = [None] * body.num_rows
-        for i, cut in enumerate(body.column(CUT).to_pylist()):
-            if not cut:
-                continue
-            units, seps = split_units(texts[i] or "", self.unit)
-            left = join_kept(units, seps, set(cut))
-            if non_space_chars(left) < self.min_chars:
-                reasons[i] = TOO_LITTLE_LEFT
-            else:
-                texts[i] = left
-        idx = body.schema.get_field_index("text")
-        body = body.set_column(idx, body.schema.field(idx), pa.array(texts, body.schema.field(idx).type))
-        return body.drop_columns(temp).append_column("reason", pa.array(reasons, pa.string()))
+            temp = [c for c in body.column_names if c.startswith("__ld_")]
+            return body.drop_columns(temp).append_column("reason", pa.nulls(body.num_rows, pa.string()))
+        cuts = body.column(CUT).to_pylist()
+
+        def cut(i: int, text: str) -> str | None:
+            if not cuts[i]:
+                return None
+            units, seps = split_units(text, self.unit)
+            return join_kept(units, seps, set(cuts[i]))
+
+        return rewrite_cut(body, "__ld_", cut, self.min_chars)
 
 
 # -- the stage -------------------------------------------------------------------------------------------------------

@@ -24,8 +24,8 @@ import xxhash
 
 from curate.errors import ConfigError, MissingDependency
 from curate.stage import Docs, GlobalStage
+from curate_filters.dedup.lines import TOO_LITTLE_LEFT, rewrite_cut
 
-TOO_LITTLE_LEFT = "too_little_left"
 # Temporary columns joined onto the documents (the engine drops `__` columns a stage leaves behind).
 STARTS, ENDS = "__sd_starts", "__sd_ends"
 # One row per L-window: its hash (two independent 64-bit halves), document, token position, characters.
@@ -124,11 +124,6 @@ def cut_ranges(text: str, starts: list[int], ends: list[int]) -> str:
         at = max(at, e)
     pieces.append(text[at:])
     return "".join(pieces)
-
-
-def non_space_chars(text: str) -> int:
-    """Characters that are not whitespace (Unicode whitespace included: str.split() splits on it)."""
-    return sum(len(w) for w in text.split())
 
 
 # -- the steps of the global pass (module level: they pickle by reference) -------------------------------------------
@@ -294,22 +289,15 @@ class Rewrite:
         self.min_chars = min_chars
 
     def __call__(self, body: pa.Table) -> pa.Table:
-        temp = [c for c in body.column_names if c.startswith("__sd_")]
         if STARTS not in body.column_names or body.column(STARTS).null_count == body.num_rows:
+            temp = [c for c in body.column_names if c.startswith("__sd_")]
             return body.drop_columns(temp).append_column("reason", pa.nulls(body.num_rows, pa.string()))
-        texts = body.column("text").to_pylist()
-        reasons: list[str | None] = [None] * body.num_rows
-        for i, (s, e) in enumerate(zip(body.column(STARTS).to_pylist(), body.column(ENDS).to_pylist())):
-            if not s:
-                continue
-            left = cut_ranges(texts[i] or "", s, e)
-            if non_space_chars(left) < self.min_chars:
-                reasons[i] = TOO_LITTLE_LEFT
-            else:
-                texts[i] = left
-        idx = body.schema.get_field_index("text")
-        body = body.set_column(idx, body.schema.field(idx), pa.array(texts, body.schema.field(idx).type))
-        return body.drop_columns(temp).append_column("reason", pa.array(reasons, pa.string()))
+        starts, ends = body.column(STARTS).to_pylist(), body.column(ENDS).to_pylist()
+
+        def cut(i: int, text: str) -> str | None:
+            return cut_ranges(text, starts[i], ends[i]) if starts[i] else None
+
+        return rewrite_cut(body, "__sd_", cut, self.min_chars)
 
 
 def _only_cuts(t: pa.Table) -> pa.Table:
