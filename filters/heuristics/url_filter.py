@@ -7,13 +7,15 @@ removed contains a banned sub-word (`banned_subword`). datatrove names these dom
 hard_blacklisted, soft_blacklisted and blacklisted_subword.
 
 Where the lists come from. The three word lists (a few hundred words) are vendored from datatrove 0.10.1
-(Apache-2.0) in filters/data/url_filter/. The domain blocklist is the UT1 blacklist (Université Toulouse 1,
-CC BY-SA 4.0): 4.5 M domains, 18 MB compressed, too big to vendor. `blocklist: auto` (the default) reads the UT1
-snapshot that datatrove's PyPI package ships (assets/url_filterblacklistsv0_3_0.tar.gz), found on disk without
-importing datatrove; curate does not need datatrove otherwise. `blocklist` may instead name the user's own list: a
-text file of domains (one a line), a directory holding `domains` and `urls` files (UT1's layout), or a .tar.gz of
-one. The domains are kept as a sorted array of 64-bit hashes (36 MB instead of ~400 MB of Python strings), built
-once and cached under ~/.cache/curate, then memory-mapped by every worker.
+(Apache-2.0) in filters/data/url_filter/. The domain blocklist is the UT1 blacklist (Université Toulouse 1 Capitole,
+Fabrice Prigent; CC BY-SA 4.0), the snapshot FineWeb used through datatrove (its package's
+assets/url_filterblacklistsv0_3_0.tar.gz: 4,558,940 domains and 19,587 URLs), vendored as
+filters/data/url_filter/ut1.tar.xz (the same lines, sorted, xz: 11.5 MB instead of 17 MB), so that
+`blocklist: auto` (the default) filters adult domains on any install, offline, without datatrove. `blocklist` may
+instead name the user's own list: a text file of domains (one a line), a directory holding `domains` and `urls`
+files (UT1's layout), or a .tar.gz / .tar.xz of one. The domains are kept as a sorted array of 64-bit hashes (36 MB
+instead of ~400 MB of Python strings), built once and cached under ~/.cache/curate, then memory-mapped by every
+worker.
 
 Deviations from datatrove, on purpose: URL words are lower-cased before matching (datatrove misses `PORN`);
 blocklisted URLs are compared without their scheme (UT1 lists them without one, so datatrove's comparison never
@@ -24,7 +26,6 @@ suffix list (tldextract) and follows UT1's meaning that a listed domain covers i
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import logging
 import os
 import re
@@ -45,7 +46,8 @@ from curate.stage import Filter
 log = logging.getLogger("curate.filters.url_filter")
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "url_filter"
-DATATROVE_UT1 = "assets/url_filterblacklistsv0_3_0.tar.gz"
+# UT1's list as FineWeb used it (datatrove 0.10.1's assets/url_filterblacklistsv0_3_0.tar.gz), see the docstring.
+UT1 = DATA_DIR / "ut1.tar.xz"
 
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 
@@ -78,19 +80,6 @@ def _hashes(items: Iterable[str]) -> np.ndarray:
     return arr
 
 
-def locate_datatrove_ut1() -> Path | None:
-    """The UT1 snapshot inside an installed datatrove package, found without importing datatrove."""
-    try:
-        spec = importlib.util.find_spec("datatrove")
-    except (ImportError, ValueError):
-        return None
-    for root in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(root) / DATATROVE_UT1
-        if path.is_file():
-            return path
-    return None
-
-
 def _cache_dir() -> Path:
     base = os.environ.get("CURATE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "curate")
     return Path(base) / "url_filter"
@@ -104,7 +93,7 @@ def _source_lines(path: Path) -> tuple[Iterator[str], Iterator[str]]:
         if not domains.is_file():
             raise ConfigError(f"url_filter: blocklist directory {path} has no 'domains' file")
         return _file_lines(domains), _file_lines(urls) if urls.is_file() else iter(())
-    if path.name.endswith((".tar.gz", ".tgz", ".tar")):
+    if path.name.endswith((".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar")):
         return _tar_lines(path, "domains"), _tar_lines(path, "urls")
     return _file_lines(path), iter(())
 
@@ -218,8 +207,8 @@ class URLFilter(Filter):
     soft_banned_words: list[str] = field(default_factory=list)
     # Use the vendored word lists and the domain blocklist (false: only the extra_* and *_words given here).
     use_integrated_lists: bool = True
-    # The domain/URL blocklist: "auto" (the UT1 snapshot in datatrove's package when installed, else none), a
-    # path (text file of domains, UT1 directory, or .tar.gz), or null for none.
+    # The domain/URL blocklist: "auto" (the bundled UT1 snapshot FineWeb used), a path (text file of domains, UT1
+    # directory, or .tar.gz / .tar.xz of one), or null for none.
     blocklist: str | None = "auto"
     # Documents without a URL: kept (false) or rejected as no_url (true).
     reject_missing_url: bool = False
@@ -230,22 +219,23 @@ class URLFilter(Filter):
         if self.blocklist not in (None, "", "auto") and not Path(os.path.expanduser(self.blocklist)).exists():
             raise ConfigError(
                 f"url_filter: blocklist '{self.blocklist}' does not exist",
-                hint="give a text file of domains, a UT1 directory (domains, urls) or a .tar.gz, or blocklist: auto",
+                hint="give a text file of domains, a UT1 directory (domains, urls) or a .tar.gz/.tar.xz, or blocklist: auto",
             )
 
     def preflight(self) -> None:
-        self._source()  # where the domain blocklist comes from (its warning when there is none), not its contents
+        self._source()  # the bundled list is there (a clear error if an install lost it); its contents load later
 
     def _source(self) -> Path | None:
-        """The domain blocklist's file, or None (with a warning when `auto` finds none)."""
+        """The domain blocklist's file, or None."""
         if self.blocklist == "auto":
-            source = locate_datatrove_ut1() if self.use_integrated_lists else None
-            if source is None and self.use_integrated_lists:
-                log.warning(
-                    "url_filter: no domain blocklist found (blocklist: auto looks for the UT1 list that datatrove's "
-                    "package ships); filtering on URL words only. Give blocklist: PATH to use your own."
+            if not self.use_integrated_lists:
+                return None
+            if not UT1.is_file():  # a damaged install; say so rather than filter without the list
+                raise ConfigError(
+                    f"url_filter: the bundled UT1 domain blocklist {UT1} is missing",
+                    hint="reinstall curate (pip install --force-reinstall curate), or give blocklist: PATH or null",
                 )
-            return source
+            return UT1
         return Path(os.path.expanduser(self.blocklist)) if self.blocklist else None
 
     def setup(self) -> None:

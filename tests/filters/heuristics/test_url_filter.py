@@ -1,16 +1,18 @@
-"""The url_filter stage: word lists, domain and URL blocklists (vendored, user-given, datatrove's UT1)."""
+"""The url_filter stage: word lists, domain and URL blocklists (the bundled UT1 list, user-given lists)."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from curate_filters.heuristics.url_filter import URLFilter, locate_datatrove_ut1
+from curate_filters.heuristics.url_filter import UT1, URLFilter, load_blocklist
 
 
 @pytest.fixture(autouse=True)
@@ -125,18 +127,27 @@ def test_a_changed_list_replaces_its_cache(tmp_path):
     assert len(second) == 2 and not set(first) & set(second)  # the earlier version's cache went with it
 
 
-def test_ut1_from_the_installed_datatrove_package(tmp_path):
-    if locate_datatrove_ut1() is None:
-        pytest.skip("datatrove (whose package ships the UT1 list) is not installed")
-    stage = URLFilter()
-    got = reasons(stage, ["http://0-1avsex.com/page", "https://en.wikipedia.org/wiki/Main_Page"])
-    assert got == ["blocklisted_domain", None]
-    assert stage.blocklist_size > 1_000_000
+def test_the_bundled_ut1_list_blocks_adult_domains_by_default(tmp_path):
+    stage = URLFilter()  # blocklist: auto, the UT1 snapshot shipped in the package: no datatrove, no network
+    got = reasons(stage, ["http://0-1avsex.com/page", "http://sub.0-1avsex.com/", "https://en.wikipedia.org/wiki/Main_Page"])
+    assert got == ["blocklisted_domain", "blocklisted_domain", None]
+    assert stage.blocklist_size == 4_558_940
     # the hashed list is cached, so the next worker starts fast: it maps the cache instead of reading it
     assert len(list((tmp_path / "cache" / "url_filter").glob("blocklist-*.npy"))) == 2
     again = URLFilter()
-    assert reasons(again, ["http://0-1avsex.com/page", "https://en.wikipedia.org/wiki/Main_Page"]) == got
+    assert reasons(again, ["http://0-1avsex.com/page", "https://en.wikipedia.org/wiki/Main_Page"]) == got[::2]
     assert isinstance(again._domains, np.memmap) and again.blocklist_size == stage.blocklist_size
+
+
+def test_the_bundled_list_is_the_one_datatrove_ships(tmp_path):
+    """The vendored UT1 list holds exactly the domains and URLs of datatrove's asset (FineWeb's list)."""
+    spec = importlib.util.find_spec("datatrove")
+    asset = Path(spec.submodule_search_locations[0]) / "assets/url_filterblacklistsv0_3_0.tar.gz" if spec else None
+    if asset is None or not asset.is_file():
+        pytest.skip("datatrove (whose package ships the UT1 list) is not installed")
+    ours_d, ours_u = load_blocklist(UT1)
+    theirs_d, theirs_u = load_blocklist(asset)
+    assert np.array_equal(ours_d, np.unique(theirs_d)) and np.array_equal(ours_u, np.unique(theirs_u))
 
 
 def test_parity_with_datatrove_url_filter_on_the_word_lists():
