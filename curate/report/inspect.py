@@ -186,6 +186,12 @@ def explain(run: RunOutput, doc_id: str) -> dict[str, Any]:
     for column, where in thresholds(run).items():
         if isinstance(doc.get(column), (int, float)):
             cuts += [{"column": column, "value": doc[column], "stage": s, "param": p, "at": v} for s, p, v in where]
+    # what sub-document dedup (line_dedup, substring_dedup, bloom_dedup) cut out of the text: `<stage>_cut` columns
+    removed = [
+        {"stage": column.removesuffix("_cut"), "pieces": value, "chars": sum(len(p or "") for p in value)}
+        for column, value in doc.items()
+        if column.endswith("_cut") and isinstance(value, list) and value
+    ]
     # a poison record (engine/isolate.py): what happened to its worker
     isolated = [f for s in run.stats.get("stages", []) if s["id"] == stopped for f in s.get("isolated", [])]
     failure = next((f for f in isolated if f["id"] == doc_id), None)
@@ -203,6 +209,7 @@ def explain(run: RunOutput, doc_id: str) -> dict[str, Any]:
         "path": path,
         "scores": _scores(doc),
         "thresholds": cuts,
+        "cut": removed,
         "text": doc.get("text"),
     }
 
@@ -243,6 +250,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
     for cut in info["thresholds"]:
         side = "above" if cut["value"] >= cut["at"] else "below"
         console.print(f"  {cut['column']} {cut['value']:.4g} is {side} {cut['stage']}.{cut['param']} = {cut['at']:g}")
+    for cut in info["cut"]:
+        n = len(cut["pieces"])
+        console.print(f"  {cut['stage']} cut {n} piece{'s' * (n != 1)} ({cut['chars']:,} characters) from the text:")
+        for piece in cut["pieces"][:8]:
+            console.print(Text(f"    - {_excerpt(piece, 160)}", style="dim"))
+        if n > 8:
+            console.print(f"    ... and {n - 8} more (--json shows them all)")
     console.print(f"  text ({state}): {_excerpt(info['text'], 600)}")
     return 0
 

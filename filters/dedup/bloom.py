@@ -29,6 +29,7 @@ from curate_filters.dedup.bloom_filter import (
     tokens,
     word_hashes,
 )
+from curate_filters.dedup.lines import CUT_TEXT, cut_column, with_cut_text
 
 DUPLICATE, EMPTY = "duplicate_ngrams", "empty_after_dedup"
 # temporary columns joined onto the documents (the engine drops `__` columns a stage leaves behind)
@@ -276,27 +277,40 @@ def decision_counts(t: pa.Table) -> pa.Table:
     )
 
 
-def rewrite(body: pa.Table) -> pa.Table:
-    """Remove the decided paragraphs from each document; set the reasons."""
-    n = body.num_rows
-    if DROP not in body.column_names:
-        return body.append_column("reason", pa.nulls(n, pa.string()))
-    drops = body.column(DROP).to_pylist()
-    reasons = body.column(REASON).to_pylist()
-    texts = body.column("text").to_pylist()
-    out_text: list[str | None] = []
-    out_reason: list[str | None] = []
-    for text, drop, reason in zip(texts, drops, reasons):
-        if drop and reason is None:
-            gone = set(drop)
-            text = "\n".join(p for i, p in enumerate((text or "").split("\n")) if i not in gone)
-            if not text.strip():
-                reason = EMPTY
-        out_text.append(text)
-        out_reason.append(reason)
-    body = body.drop_columns([c for c in body.column_names if c.startswith("__bloom_")])
-    body = body.set_column(body.schema.get_field_index("text"), "text", pa.array(out_text, pa.string()))
-    return body.append_column("reason", pa.array(out_reason, pa.string()))
+class Rewrite:
+    """Remove the decided paragraphs from each document; set the reasons. The paragraphs cut from documents that
+    stay go to `column` (None: not kept)."""
+
+    def __init__(self, column: str | None = None) -> None:
+        self.column = column
+
+    def __call__(self, body: pa.Table) -> pa.Table:
+        n = body.num_rows
+        if DROP not in body.column_names:
+            body = body.append_column("reason", pa.nulls(n, pa.string()))
+            return with_cut_text(body, self.column, [None] * n) if self.column else body
+        drops = body.column(DROP).to_pylist()
+        reasons = body.column(REASON).to_pylist()
+        texts = body.column("text").to_pylist()
+        out_text: list[str | None] = []
+        out_reason: list[str | None] = []
+        pieces: list[list[str] | None] = []
+        for text, drop, reason in zip(texts, drops, reasons):
+            cut = None
+            if drop and reason is None:
+                gone = set(drop)
+                paragraphs = (text or "").split("\n")
+                text = "\n".join(p for i, p in enumerate(paragraphs) if i not in gone)
+                cut = [paragraphs[i] for i in sorted(gone)]
+                if not text.strip():
+                    reason = EMPTY
+            out_text.append(text)
+            out_reason.append(reason)
+            pieces.append(cut)
+        body = body.drop_columns([c for c in body.column_names if c.startswith("__bloom_")])
+        body = body.set_column(body.schema.get_field_index("text"), "text", pa.array(out_text, pa.string()))
+        body = body.append_column("reason", pa.array(out_reason, pa.string()))
+        return with_cut_text(body, self.column, pieces) if self.column else body
 
 
 class BloomDedup(GlobalStage):
@@ -320,6 +334,7 @@ class BloomDedup(GlobalStage):
     name = "bloom_dedup"
     input_columns = ("id", "text")
     reasons = (DUPLICATE, EMPTY)
+    output_columns = {cut_column("bloom_dedup"): CUT_TEXT}
     modes: ClassVar[tuple[str, ...]] = ("bff", "dolma")
 
     # Words per n-gram (BFF --max-ngram-size; Dolma ngram_length). DCLM: 13.
@@ -342,6 +357,9 @@ class BloomDedup(GlobalStage):
     size_in_bytes: int | None = None
     # Seed of the word hashes.
     seed: int = 0
+    # Keep the paragraphs cut from each document in the column `bloom_dedup_cut` (what `curate explain` shows);
+    # false: the column stays null (a smaller output).
+    record_cuts: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in self.modes:
@@ -389,4 +407,6 @@ class BloomDedup(GlobalStage):
         ):
             total = int(pc.sum(counts.column(name)).as_py() or 0) if counts.num_rows else 0
             self.count(counter, total)
-        return docs.join(decisions.map_batches(only_decisions), on="id").map_batches(rewrite)
+        return docs.join(decisions.map_batches(only_decisions), on="id").map_batches(
+            Rewrite(cut_column(self.name) if self.record_cuts else None)
+        )

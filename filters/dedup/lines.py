@@ -228,16 +228,42 @@ def count_rows(batch: pa.Table) -> pa.Table:
     return pa.table({"n": pa.array([batch.num_rows], pa.int64())})
 
 
-def rewrite_cut(body: pa.Table, prefix: str, cut: Callable[[int, str], str | None], min_chars: int) -> pa.Table:
-    """The documents with `cut(row, text)` applied (None: nothing cut in that row) and the stage's `prefix` columns
-    dropped; a document left with fewer than min_chars non-space characters is rejected as too_little_left and keeps
-    its text as it came. Shared by line_dedup and substring_dedup."""
+# What a stage cut from each document, kept beside it for `curate explain` (column `<stage>_cut`, null: nothing cut).
+CUT_TEXT = pa.list_(pa.string())
+
+
+def cut_column(stage: str) -> str:
+    return f"{stage}_cut"
+
+
+def with_cut_text(body: pa.Table, column: str, pieces: list[list[str] | None]) -> pa.Table:
+    """`column` set to what was cut from each row (a second stage of the same kind adds to the first's list)."""
+    if column in body.column_names:
+        before = body.column(column).to_pylist()
+        pieces = [(b or []) + p if p else b for b, p in zip(before, pieces)]
+        return body.set_column(body.schema.get_field_index(column), column, pa.array(pieces, CUT_TEXT))
+    return body.append_column(pa.field(column, CUT_TEXT), pa.array(pieces, CUT_TEXT))
+
+
+def rewrite_cut(
+    body: pa.Table,
+    prefix: str,
+    cut: Callable[[int, str], tuple[str, list[str]] | None],
+    min_chars: int,
+    column: str | None = None,
+) -> pa.Table:
+    """The documents with `cut(row, text)` applied (None: nothing cut in that row; else the text left and the
+    pieces cut) and the stage's `prefix` columns dropped; a document left with fewer than min_chars non-space
+    characters is rejected as too_little_left and keeps its text as it came. The pieces go to `column` (None: not
+    kept). Shared by line_dedup and substring_dedup."""
     texts = body.column("text").to_pylist()
     reasons: list[str | None] = [None] * body.num_rows
+    pieces: list[list[str] | None] = [None] * body.num_rows
     for i, text in enumerate(texts):
-        left = cut(i, text or "")
-        if left is None:
+        done = cut(i, text or "")
+        if done is None:
             continue
+        left, pieces[i] = done
         if non_space_chars(left) < min_chars:
             reasons[i] = TOO_LITTLE_LEFT
         else:
@@ -245,30 +271,35 @@ def rewrite_cut(body: pa.Table, prefix: str, cut: Callable[[int, str], str | Non
     idx = body.schema.get_field_index("text")
     body = body.set_column(idx, body.schema.field(idx), pa.array(texts, body.schema.field(idx).type))
     temp = [c for c in body.column_names if c.startswith(prefix)]
-    return body.drop_columns(temp).append_column("reason", pa.array(reasons, pa.string()))
+    body = body.drop_columns(temp).append_column("reason", pa.array(reasons, pa.string()))
+    return with_cut_text(body, column, pieces) if column else body
 
 
 class Rewrite:
     """The documents with their cut positions joined on -> the text without those units; a document left with
-    fewer than min_chars non-space characters is rejected as too_little_left (and keeps its text as it came)."""
+    fewer than min_chars non-space characters is rejected as too_little_left (and keeps its text as it came). The
+    units cut go to `column` (None: not kept)."""
 
-    def __init__(self, unit: str, min_chars: int) -> None:
+    def __init__(self, unit: str, min_chars: int, column: str | None = None) -> None:
         self.unit = unit
         self.min_chars = min_chars
+        self.column = column
 
     def __call__(self, body: pa.Table) -> pa.Table:
         if CUT not in body.column_names or body.column(CUT).null_count == body.num_rows:
             temp = [c for c in body.column_names if c.startswith("__ld_")]
-            return body.drop_columns(temp).append_column("reason", pa.nulls(body.num_rows, pa.string()))
+            body = body.drop_columns(temp).append_column("reason", pa.nulls(body.num_rows, pa.string()))
+            return with_cut_text(body, self.column, [None] * body.num_rows) if self.column else body
         cuts = body.column(CUT).to_pylist()
 
-        def cut(i: int, text: str) -> str | None:
+        def cut(i: int, text: str) -> tuple[str, list[str]] | None:
             if not cuts[i]:
                 return None
             units, seps = split_units(text, self.unit)
-            return join_kept(units, seps, set(cuts[i]))
+            gone = set(cuts[i])
+            return join_kept(units, seps, gone), [units[j] for j in sorted(gone)]
 
-        return rewrite_cut(body, "__ld_", cut, self.min_chars)
+        return rewrite_cut(body, "__ld_", cut, self.min_chars, self.column)
 
 
 # -- the stage -------------------------------------------------------------------------------------------------------
@@ -288,6 +319,7 @@ class LineDedup(GlobalStage):
     name = "line_dedup"
     input_columns = ("id", "text")
     reasons = (TOO_LITTLE_LEFT,)
+    output_columns = {cut_column("line_dedup"): CUT_TEXT}
 
     # What is deduplicated: lines, or paragraphs (blocks of lines between blank lines).
     unit: Literal["line", "paragraph"] = "line"
@@ -302,6 +334,9 @@ class LineDedup(GlobalStage):
     bucket_docs: int | None = None
     # A document that lost units and is left with fewer non-space characters than this is rejected.
     min_chars: int = 50
+    # Keep the units cut from each document in the column `line_dedup_cut` (what `curate explain` shows); false:
+    # the column stays null (a smaller output).
+    record_cuts: bool = True
 
     def __post_init__(self) -> None:
         if self.unit not in ("line", "paragraph"):
@@ -346,7 +381,9 @@ class LineDedup(GlobalStage):
         summary = cuts.map_batches(summarize).collect()
         for counter, column in (("documents_cut", "documents"), ("units_removed", "units"), ("chars_removed", "chars")):
             self.count(counter, int(pc.sum(summary.column(column)).as_py() or 0) if summary.num_rows else 0)
-        return docs.join(cuts.map_batches(_only_cuts), on="id").map_batches(Rewrite(self.unit, self.min_chars))
+        return docs.join(cuts.map_batches(_only_cuts), on="id").map_batches(
+            Rewrite(self.unit, self.min_chars, cut_column(self.name) if self.record_cuts else None)
+        )
 
 
 def _only_cuts(t: pa.Table) -> pa.Table:

@@ -24,7 +24,7 @@ import xxhash
 
 from curate.errors import ConfigError, MissingDependency
 from curate.stage import Docs, GlobalStage
-from curate_filters.dedup.lines import TOO_LITTLE_LEFT, rewrite_cut
+from curate_filters.dedup.lines import CUT_TEXT, TOO_LITTLE_LEFT, cut_column, rewrite_cut, with_cut_text
 
 # Temporary columns joined onto the documents (the engine drops `__` columns a stage leaves behind).
 STARTS, ENDS = "__sd_starts", "__sd_ends"
@@ -283,21 +283,26 @@ def summarize(t: pa.Table) -> pa.Table:
 
 class Rewrite:
     """The documents with their spans joined on -> the text without them; a document left with fewer than
-    min_chars non-space characters is rejected as too_little_left (and keeps its text as it came)."""
+    min_chars non-space characters is rejected as too_little_left (and keeps its text as it came). The spans cut go
+    to `column` (None: not kept)."""
 
-    def __init__(self, min_chars: int) -> None:
+    def __init__(self, min_chars: int, column: str | None = None) -> None:
         self.min_chars = min_chars
+        self.column = column
 
     def __call__(self, body: pa.Table) -> pa.Table:
         if STARTS not in body.column_names or body.column(STARTS).null_count == body.num_rows:
             temp = [c for c in body.column_names if c.startswith("__sd_")]
-            return body.drop_columns(temp).append_column("reason", pa.nulls(body.num_rows, pa.string()))
+            body = body.drop_columns(temp).append_column("reason", pa.nulls(body.num_rows, pa.string()))
+            return with_cut_text(body, self.column, [None] * body.num_rows) if self.column else body
         starts, ends = body.column(STARTS).to_pylist(), body.column(ENDS).to_pylist()
 
-        def cut(i: int, text: str) -> str | None:
-            return cut_ranges(text, starts[i], ends[i]) if starts[i] else None
+        def cut(i: int, text: str) -> tuple[str, list[str]] | None:
+            if not starts[i]:
+                return None
+            return cut_ranges(text, starts[i], ends[i]), [text[s:e] for s, e in sorted(zip(starts[i], ends[i]))]
 
-        return rewrite_cut(body, "__sd_", cut, self.min_chars)
+        return rewrite_cut(body, "__sd_", cut, self.min_chars, self.column)
 
 
 def _only_cuts(t: pa.Table) -> pa.Table:
@@ -322,6 +327,7 @@ class SubstringDedup(GlobalStage):
     name = "substring_dedup"
     input_columns = ("id", "text")
     reasons = (TOO_LITTLE_LEFT,)
+    output_columns = {cut_column("substring_dedup"): CUT_TEXT}
 
     # A span this many tokens long or longer that occurs twice or more is removed (RefinedWeb: 50).
     min_tokens: int = 50
@@ -330,6 +336,9 @@ class SubstringDedup(GlobalStage):
     remove: Literal["all", "later"] = "all"
     # A document that lost spans and is left with fewer non-space characters than this is rejected.
     min_chars: int = 50
+    # Keep the spans cut from each document in the column `substring_dedup_cut` (what `curate explain` shows);
+    # false: the column stays null (a smaller output).
+    record_cuts: bool = True
     # A local Hugging Face tokenizer.json: spans are counted in its tokens instead of whitespace tokens (needs
     # the `tokenizers` package: curate[train]).
     tokenizer: str | None = None
@@ -364,4 +373,6 @@ class SubstringDedup(GlobalStage):
         counters = (("documents_cut", "documents"), ("spans_removed", "spans"), ("tokens_removed", "tokens"))
         for counter, column in (*counters, ("chars_removed", "chars")):
             self.count(counter, int(pc.sum(summary.column(column)).as_py() or 0) if summary.num_rows else 0)
-        return docs.join(cuts.map_batches(_only_cuts), on="id").map_batches(Rewrite(self.min_chars))
+        return docs.join(cuts.map_batches(_only_cuts), on="id").map_batches(
+            Rewrite(self.min_chars, cut_column(self.name) if self.record_cuts else None)
+        )

@@ -15,8 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate import config, engine
+from curate.cli import main
 from curate.errors import ConfigError
-from curate_filters.dedup.bloom import BloomDedup, DeriveItems, rewrite, run_pass
+from curate.report.inspect import explain
+from curate.report.output import RunOutput
+from curate_filters.dedup.bloom import BloomDedup, DeriveItems, Rewrite, run_pass
 from curate_filters.dedup.bloom_filter import BloomFilter, ExactSet, bloom_size, tokens
 
 USES = "bloom_dedup"
@@ -151,10 +154,13 @@ def test_rewrite_keeps_the_remaining_paragraphs():
             "__bloom_reason": pa.array([None, "duplicate_ngrams", None], pa.string()),
         }
     )
-    out = rewrite(body)
+    out = Rewrite("bloom_dedup_cut")(body)
     assert out.column("text").to_pylist() == ["one\nthree", "four\nfive", "six"]
     assert out.column("reason").to_pylist() == [None, "duplicate_ngrams", None]
+    # what was cut from a document that stays is kept beside it; a document rejected whole keeps its text
+    assert out.column("bloom_dedup_cut").to_pylist() == [["two"], None, None]
     assert not [c for c in out.column_names if c.startswith("__")]
+    assert "bloom_dedup_cut" not in Rewrite(None)(body).column_names
 
 
 @pytest.mark.parametrize(
@@ -205,7 +211,7 @@ def _outputs(out: Path) -> tuple[list[dict], list[dict]]:
     return sorted(kept, key=lambda r: r["id"]), sorted(rejected, key=lambda r: r["id"])
 
 
-def test_a_pipeline_rewrites_rejects_and_counts(make_workdir):
+def test_a_pipeline_rewrites_rejects_and_counts(make_workdir, capsys):
     rows = _planted_rows()
     wd = make_workdir(docs={"in/a.parquet": rows[:30], "in/b.parquet": rows[30:]}, pipeline=PIPE)
     stats = engine.run(config.load("p.yaml"), runner="local")
@@ -226,6 +232,16 @@ def test_a_pipeline_rewrites_rejects_and_counts(make_workdir):
     assert counters["paragraphs_removed"] == removed + sum(len(want[r["id"]][0]) for r in rejected)
     assert counters["chars_removed"] == chars and counters["docs_rewritten"] == len([i for i in want if not want[i][1]])
     assert counters["bloom_bits"] == bloom_size(counters["bloom_items"], 0.001)[0]
+    # what was cut stays beside each document, and `curate explain` shows it
+    cut = {r["id"]: r["bloom_dedup_cut"] for r in pq.read_table(wd / "out" / "data").to_pylist()}
+    for r in kept:
+        drop = want.get(r["id"], ([], None))[0]
+        assert cut[r["id"]] == ([texts[r["id"]].split("\n")[j] for j in sorted(drop)] or None)
+    shown = next(r["id"] for r in kept if cut[r["id"]])
+    info = explain(RunOutput.open(str(wd / "out")), shown)
+    assert info["cut"] == [{"stage": "bloom_dedup", "pieces": cut[shown], "chars": sum(map(len, cut[shown]))}]
+    assert main(["explain", str(wd / "out"), shown]) == 0
+    assert f"bloom_dedup cut {len(cut[shown])} piece" in capsys.readouterr().out
 
 
 @pytest.mark.ray

@@ -352,6 +352,11 @@ def test_stage_equals_the_brute_force_reference_on_real_text(corpus, tmp_path, u
                 assert left <= 1
             elif copies > max_count:
                 assert left == 0
+        # the lines cut from each kept document stay beside it (line_dedup_cut), for `curate explain`
+        cuts = {r["id"]: r["line_dedup_cut"] for r in pq.read_table(tmp_path / "out" / "data").to_pylist()}
+        for i, t in kept.items():
+            assert Counter(cuts[i] or []) == Counter(by_id[i].split("\n")) - Counter(t.split("\n"))
+        assert sum(len(c or []) for c in cuts.values()) > 0
         replies = sum(u == "Reply" for i in kept for u in by_id[i].split("\n"))  # short: never removed
         assert replies and sum(u == "Reply" for t in kept.values() for u in t.split("\n")) == replies
 

@@ -307,6 +307,10 @@ def test_stage_equals_the_brute_force_reference_on_real_text(corpus, tmp_path, r
     assert counters["spans_removed"] == spans > 40
     assert counters["tokens_removed"] == tokens and counters["chars_removed"] == chars > 0
     assert counters["documents_cut"] == sum(1 for i, t in want_kept.items() if t != by_id[i]) + len(want_rejected)
+    # the spans cut from each kept document stay beside it (substring_dedup_cut): their characters are the ones gone
+    cuts = {r["id"]: r["substring_dedup_cut"] for r in pq.read_table(tmp_path / "out" / "data").to_pylist()}
+    assert sum(len(p) for i in kept for p in cuts[i] or []) == sum(len(by_id[i]) - len(kept[i]) for i in kept) > 0
+    assert all(p in by_id[i] for i in kept for p in cuts[i] or [])
     # the 49-token near misses are all still there, fenced by their markers; at 49 tokens every copy would go
     assert sum(1 for doc, copy in near if copy in kept.get(doc, "")) == len(near)
     at_49 = _reference(rows, "all", min_tokens=49)[0]

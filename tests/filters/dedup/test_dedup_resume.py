@@ -1,4 +1,5 @@
-"""A run killed (SIGKILL, driver and its Ray) during the minhash phase resumes to exactly the uninterrupted output."""
+"""A run killed (SIGKILL, driver and its Ray) during a dedup stage's global phase (minhash, line_dedup,
+substring_dedup, bloom_dedup) resumes to exactly the uninterrupted output, texts included."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ output: {path: out, shard_rows: 20}
 engine: {batch_rows: 20, progress_seconds: 0, shuffle_partitions: 3}
 stages:
   - {id: slow, uses: "slow_filters:slow", with: {seconds: 0.002}}
-  - {id: dedup, uses: minhash, with: {threshold: 0.7}}
+  - {id: dedup, uses: STAGE, with: WITH}
   - {id: slow_after, uses: "slow_filters:slow", with: {seconds: 0.02}}
 """
 
@@ -40,20 +41,33 @@ def _docs(n: int, seed: int) -> list[dict]:
             words[rng.randrange(len(words))] = rng.choice(WORDS)
         else:
             words = [rng.choice(WORDS) for _ in range(60)]
-        rows.append({"id": f"d{seed}-{i:03d}", "text": " ".join(words)})
+        # lines of 10 words: a near copy repeats 5 of its original's 6 lines (for line_dedup)
+        text = "\n".join(" ".join(words[j : j + 10]) for j in range(0, 60, 10))
+        rows.append({"id": f"d{seed}-{i:03d}", "text": text})
     return rows
 
 
-@pytest.fixture
-def workdir(make_workdir):
+# each stage with settings under which the near copies above give it something to remove
+STAGES = {
+    "minhash": "{threshold: 0.7}",
+    "line_dedup": "{keep: first}",
+    "substring_dedup": "{min_tokens: 20}",
+    "bloom_dedup": "{ngram: 5, min_ngram: 5, threshold: 0.5, document_threshold: null}",
+}
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_a_run_killed_during_a_dedup_stage_resumes_to_the_same_output(make_workdir, stage):
     docs = {f"in/part{k}.parquet": _docs(40, k) for k in range(6)}
-    return make_workdir(files={"slow_filters.py": SLOW_FILTERS}, docs=docs, pipeline=PIPE)
-
-
-def test_a_run_killed_during_minhash_resumes_to_the_same_output(workdir):
+    pipe = PIPE.replace("STAGE", stage).replace("WITH", STAGES[stage])
+    workdir = make_workdir(files={"slow_filters.py": SLOW_FILTERS}, docs=docs, pipeline=pipe)
     engine.run(config.load("p.yaml", output_path="ref"), runner="local")
     reference = outcome(workdir / "ref")
-    assert sum(reference["rejected/dedup"].values()) >= 30, "the input must hold near duplicates"
+    if stage == "minhash":
+        assert sum(reference["rejected/dedup"].values()) >= 30, "the input must hold near duplicates"
+    else:  # documents rewritten: their cut column is filled
+        cut = pq.read_table(workdir / "ref" / "data").column(f"{stage}_cut")
+        assert len(cut) - cut.null_count >= 20, "the input must hold repeats"
     out = workdir / "out"
 
     def in_dedup_phase() -> bool:
@@ -67,6 +81,10 @@ def test_a_run_killed_during_minhash_resumes_to_the_same_output(workdir):
     stats = json.loads((out / "stats.json").read_text())
     assert stats["attempts"] == 2 and stats["conserved"]
     assert_exactly_once(out, reference)
+    texts = [pq.read_table(d / "data", columns=["id", "text"]).sort_by("id") for d in (out, workdir / "ref")]
+    assert texts[0].equals(texts[1])  # the rewritten texts too
+    if stage != "minhash":
+        return
     dup_of = pq.read_table(out / "rejected" / "dedup").sort_by("id").column("duplicate_of")
     ref_dup_of = pq.read_table(workdir / "ref" / "rejected" / "dedup").sort_by("id").column("duplicate_of")
     assert dup_of.equals(ref_dup_of)
