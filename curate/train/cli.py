@@ -68,12 +68,55 @@ def register_cli(sub: Any) -> None:
     _add_set(p)
     p.set_defaults(fn=cmd_ablate)
 
-    p = sub.add_parser("tokenize", help="pack a curated output into token shards (train a tokenizer if none given)")
+    p = sub.add_parser(
+        "tokenize",
+        help="pack a curated output into token shards: curate's own, or Megatron-LM, datatrove/nanotron or litdata",
+        description=(
+            "Tokenize every non-empty document into [BOS] tokens EOS: the tokenizer's EOS always follows a document; "
+            "--bos also puts a BOS before it. --format curate (default) writes the in-box trainer's shards with a "
+            "train/val split; megatron, datatrove and litdata write those trainers' own formats (no split, sharded "
+            "by --shard-tokens, tokens.json listing shards and counts, <unit>.docs.parquet every document's token "
+            "count). Reruns skip input files already done with the same settings."
+        ),
+    )
     p.add_argument("data", nargs="+", help="a curated output, Parquet, JSONL or text")
     p.add_argument("--out", required=True, help="token shard directory")
     p.add_argument("--tokenizer", help="a local tokenizer.json (default: train byte-level BPE into OUT)")
+    p.add_argument(
+        "--format",
+        choices=("curate", "megatron", "datatrove", "litdata"),
+        default="curate",
+        help="curate: the in-box trainer's .bin shards (default); megatron: Megatron-LM indexed dataset (.bin + .idx, "
+        "one document per sequence); datatrove: .ds + .ds.index + .ds.metadata (nanotron's datatrove loader); "
+        "litdata: optimized chunks for litdata.StreamingDataset, one item per document",
+    )
+    p.add_argument(
+        "--bos",
+        action="store_true",
+        help="put a BOS token before each document (EOS always follows it): the tokenizer's begin-of-text token, "
+        "or its EOS token where it has none (GPT-2's layout). Not with --format curate",
+    )
+    p.add_argument("--bos-token", metavar="TOKEN", help="the BOS token to put before each document (implies --bos)")
+    p.add_argument(
+        "--shuffle-seed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="shuffle the documents of each input file, and the files' order, with seed N (default: input order). "
+        "Not with --format curate",
+    )
+    p.add_argument(
+        "--shard-tokens",
+        type=int,
+        default=None,
+        metavar="N",
+        help="at most N tokens per shard (whole documents; default 2^28 for megatron and datatrove, 2^25 for "
+        "litdata). Not with --format curate, which writes one shard per input file",
+    )
     p.add_argument("--vocab-size", type=int, default=8192)
-    p.add_argument("--val-fraction", type=float, default=0.01)
+    p.add_argument(
+        "--val-fraction", type=float, default=None, help="held-out share, --format curate only (default 0.01)"
+    )
     p.add_argument("--text-column", default="text")
     p.add_argument("--parallel", choices=("auto", "ray", "local"), default="auto")
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
@@ -229,27 +272,81 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_tokenize(args: argparse.Namespace) -> int:
+    from curate.errors import ConfigError, InputError
     from curate.train.data import input_files, iter_texts
-    from curate.train.shards import build_shards
     from curate.train.tokenizer import Tokenizer, train_bpe
+
+    external = args.format != "curate"
+    if external:
+        if args.val_fraction is not None:
+            raise ConfigError("--val-fraction applies to --format curate only (other formats have no split)")
+    else:
+        bad = [
+            flag
+            for flag, value in (
+                ("--bos", args.bos or None),
+                ("--bos-token", args.bos_token),
+                ("--shuffle-seed", args.shuffle_seed),
+                ("--shard-tokens", args.shard_tokens),
+            )
+            if value is not None
+        ]
+        if bad:
+            raise ConfigError(
+                f"{', '.join(bad)} {'applies' if len(bad) == 1 else 'apply'} to --format megatron, datatrove, litdata",
+                hint="curate's own shards put EOS after each document, in input order, one shard per input file",
+            )
+        if os.path.exists(os.path.join(args.out, "tokens.json")):
+            raise InputError(f"'{args.out}' holds token shards of another format", hint="use a new directory")
+    val_fraction = 0.01 if args.val_fraction is None else args.val_fraction
 
     if args.tokenizer:
         tok = Tokenizer.from_file(args.tokenizer)
+        tok_name = args.tokenizer
     else:
         own = os.path.join(args.out, "tokenizer.json")
+        tok_name = own
         if os.path.exists(own):
             tok = Tokenizer.from_file(own)
         else:
-            tok = train_bpe(
-                iter_texts(input_files(args.data), "train", args.val_fraction, args.text_column), args.vocab_size
-            )
+            if external:
+                from curate.train.formats import finished_output_files
+
+                texts = iter_texts(finished_output_files(args.data), text_column=args.text_column)
+            else:
+                texts = iter_texts(input_files(args.data), "train", val_fraction, args.text_column)
+            tok = train_bpe(texts, args.vocab_size)
             os.makedirs(args.out, exist_ok=True)
             tok.save(own)
+    if external:
+        from curate.train.formats import build_formatted
+
+        m = build_formatted(
+            args.data,
+            tok,
+            args.out,
+            args.format,
+            bos=(args.bos_token or "auto") if args.bos or args.bos_token else None,
+            shard_tokens=args.shard_tokens,
+            shuffle_seed=args.shuffle_seed,
+            text_column=args.text_column,
+            tokenizer_name=tok_name,
+            parallel=args.parallel,
+            address=args.address,
+        )
+        print(
+            f"{args.out}: {args.format}, {m['tokens']:,} tokens ({m['docs']:,} docs) in {len(m['shards']):,} shards, "
+            f"{m['dtype']}, vocab {tok.vocab_size:,}; documents are {m['document']} (tokens.json)"
+        )
+        return 0
+
+    from curate.train.shards import build_shards
+
     index = build_shards(
         args.data,
         tok,
         args.out,
-        val_fraction=args.val_fraction,
+        val_fraction=val_fraction,
         text_column=args.text_column,
         parallel=args.parallel,
         address=args.address,
