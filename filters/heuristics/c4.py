@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from curate.errors import StageError
+from curate.errors import ConfigError, StageError
 from curate.inflight import tracked
 from curate.stage import Filter, Mapper
 from curate.text import canonical_language, check_splitter, require_splitter, tokenizer
@@ -156,6 +156,18 @@ BADWORDS_ALLOWLIST = {"ja": {"sm", "グロ", "女の子"}, "zh": {"性"}}
 _NO_SPACE_LANGUAGES = ("ja", "th", "zh")
 
 
+def _at_least(regex: re.Pattern[str], text: str, k: int) -> bool:
+    """Whether the pattern occurs at least k times in the lower-cased text (the scan stops at the k-th)."""
+    if k == 1:
+        return regex.search(text.lower()) is not None
+    found = 0
+    for _ in regex.finditer(text.lower()):
+        found += 1
+        if found >= k:
+            return True
+    return False
+
+
 def _trie_pattern(words: list[str]) -> str:
     """One regular expression matching any of `words`, as a character trie: the regex engine then follows one
     branch per character instead of trying hundreds of alternatives at every position."""
@@ -196,7 +208,9 @@ def badwords_regex(language: str, path: str | None = None) -> re.Pattern[str] | 
 
 class C4BadWords(Filter):
     """C4's bad-words page filter (Raffel et al. 2020): reject a page containing a word of the LDNOOBW list for
-    its language (column `language`, else `default_language`). Reason: badwords."""
+    its language (column `language`, else `default_language`). Reason: badwords. With `min_count: k` a page is
+    rejected only when its bad words occur at least k times: LLaMA 3's "dirty word counting" (sec. 3.1.1), for adult
+    pages that domain blocklists miss while a single stray word does not condemn a page."""
 
     name = "c4_badwords"
     reasons = ("badwords",)
@@ -208,6 +222,15 @@ class C4BadWords(Filter):
     default_language: str = "en"
     # A word list (one per line) to use for every language instead of the shipped lists.
     badwords_file: str | None = None
+    # Reject a page only when its bad words occur at least this many times (C4: 1, any occurrence).
+    min_count: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.min_count, bool) or not isinstance(self.min_count, int) or self.min_count < 1:
+            raise ConfigError(
+                f"c4_badwords: min_count must be an integer of at least 1, got {self.min_count!r}",
+                hint="1 rejects a page with any bad word (C4); LLaMA 3 counts them: e.g. min_count: 3",
+            )
 
     def preflight(self) -> None:
         # the error the first document would meet: no list for its language, the file given not being one
@@ -231,7 +254,7 @@ class C4BadWords(Filter):
                 self.count(f"missing_badwords_language:{lang}")
                 out.append(None)
                 continue
-            if regex.search(text.lower()) is None:
+            if not _at_least(regex, text, self.min_count):
                 out.append(None)
                 continue
             found += 1

@@ -219,7 +219,7 @@ class URLFilter(Filter):
         if self.blocklist not in (None, "", "auto") and not Path(os.path.expanduser(self.blocklist)).exists():
             raise ConfigError(
                 f"url_filter: blocklist '{self.blocklist}' does not exist",
-                hint="give a text file of domains, a UT1 directory (domains, urls) or a .tar.gz/.tar.xz, or blocklist: auto",
+                hint="give a domains file, a UT1 directory (domains, urls) or a .tar.gz/.tar.xz, or blocklist: auto",
             )
 
     def preflight(self) -> None:

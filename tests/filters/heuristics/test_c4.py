@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from stage_util import apply, counters, reason
 
-from curate.errors import StageError
+from curate.errors import ConfigError, StageError
 from curate_filters.heuristics.c4 import C4BadWords, C4Quality, badwords_regex
 
 SENTENCES = [
@@ -90,6 +90,16 @@ def test_badwords_rejects_whole_words_only():
     reasons, _, _ = apply(stage, ["The assistant passed the class.", "What an ass he was."])
     assert reasons == [None, "badwords"]
     assert counters(stage)["docs_with_badwords"] == 1
+
+
+def test_badwords_min_count_counts_occurrences():
+    texts = ["What an ass he was.", "An ass, an ass, and an ass again.", "Ass! ASS. ass? The assistant stayed."]
+    assert apply(C4BadWords(), texts)[0] == ["badwords"] * 3
+    assert apply(C4BadWords(min_count=3), texts)[0] == [None, "badwords", "badwords"]  # "assistant" is no match
+    assert apply(C4BadWords(min_count=4), texts)[0] == [None, None, None]
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ConfigError, match="min_count"):
+            C4BadWords(min_count=bad)
 
 
 def test_badwords_follows_the_language_column_and_allowlist():
