@@ -145,6 +145,7 @@ def build_report(run: RunOutput, max_rows: int = 10_000, examples: int = 3) -> s
     have_plots = plots.available()
     _funnel(page, stages)
     _rejections(page, stages)
+    _counters(page, run, stages, examples)
     _time(page, stages)
     note = _sample_note(kept, rejected, totals, max_rows)
     _languages(page, kept, rejected, note)
@@ -214,6 +215,47 @@ def _rejections(page: Page, stages: list[dict[str, Any]]) -> None:
         if rows
         else "<p>No document was rejected.</p>"
     )
+    page.end()
+
+
+def _counters(page: Page, run: RunOutput, stages: list[dict[str, Any]], examples: int) -> None:
+    """Every stage's counters from stats.json (lines, spans, paragraphs removed inside documents, candidate pairs...)
+    and, for the stages that cut text out of the documents they kept, the first pieces they cut."""
+    rows = [
+        f'<tr data-stage="{html.escape(s["id"])}" data-counter="{html.escape(k)}" data-value="{v}">'
+        f"<td>{html.escape(s['id'])}</td><td>{html.escape(str(s.get('uses', '')))}</td><td>{html.escape(k)}</td>"
+        f'<td class="n">{_n(v)}</td></tr>'
+        for s in stages
+        for k, v in sorted(s.get("counters", {}).items())
+        if isinstance(v, (int, float))
+    ]
+    if not rows:
+        return
+    page.section(
+        "counters",
+        "Counters",
+        "What each stage counted as it ran, from <code>stats.json</code>: among them what stages that rewrite "
+        "documents (line, substring and paragraph dedup, line corrections) removed from the text of the documents "
+        "they kept. <code>curate explain OUT ID</code> shows what was cut from one document.",
+    )
+    page.add(
+        '<table id="counters-table"><tr><th>stage</th><th>uses</th><th>counter</th><th>value</th></tr>'
+        + "".join(rows)
+        + "</table>"
+    )
+    cut_columns = sorted(c for c in run.columns(run.shards_of(kept=True)) if c.endswith("_cut"))
+    for column in cut_columns:
+        shown: list[str] = []
+        for doc in run.documents(kept=True, columns=["id", column], n=200):
+            for piece in doc.get(column) or []:
+                shown.append(f"<li><code>{html.escape(str(doc['id']))}</code>: {html.escape(_clip(piece or ''))}</li>")
+            if len(shown) >= examples * 2:
+                break
+        if shown:
+            page.add(
+                f'<h3 id="cut-{_slug(column)}">Cut by {html.escape(column.removesuffix("_cut"))} from kept '
+                f'documents (first pieces)</h3><ul class="cuts">' + "".join(shown[: examples * 2]) + "</ul>"
+            )
     page.end()
 
 

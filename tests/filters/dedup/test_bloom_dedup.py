@@ -17,6 +17,7 @@ import pytest
 from curate import config, engine
 from curate.cli import main
 from curate.errors import ConfigError
+from curate.report.html import write_report
 from curate.report.inspect import explain
 from curate.report.output import RunOutput
 from curate_filters.dedup.bloom import BloomDedup, DeriveItems, Rewrite, run_pass
@@ -242,6 +243,10 @@ def test_a_pipeline_rewrites_rejects_and_counts(make_workdir, capsys):
     assert info["cut"] == [{"stage": "bloom_dedup", "pieces": cut[shown], "chars": sum(map(len, cut[shown]))}]
     assert main(["explain", str(wd / "out"), shown]) == 0
     assert f"bloom_dedup cut {len(cut[shown])} piece" in capsys.readouterr().out
+    # the report gives the stage's counters and the first pieces it cut
+    page = Path(write_report(str(wd / "out"))).read_text()
+    assert f'data-stage="bloom" data-counter="paragraphs_removed" data-value="{counters["paragraphs_removed"]}"' in page
+    assert "Cut by bloom_dedup from kept documents" in page
 
 
 @pytest.mark.ray
