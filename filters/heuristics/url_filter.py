@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pyarrow as pa
+import xxhash
 
 from curate.errors import ConfigError
 from curate.inflight import tracked
@@ -70,8 +71,13 @@ def read_list(lines: Iterable[str], do_normalize: bool = True) -> set[str]:
     return out
 
 
+# The 64-bit hash of domains and URLs (XXH3; 4.5 M of them hash in about a second, blake2b took seven). The cache
+# files name it, so a cache of another hash is never read.
+HASH_NAME = "xxh3"
+
+
 def _hash(s: str) -> int:
-    return int.from_bytes(hashlib.blake2b(s.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+    return xxhash.xxh3_64_intdigest(s.encode("utf-8", "surrogatepass"))
 
 
 def _hashes(items: Iterable[str]) -> np.ndarray:
@@ -124,7 +130,7 @@ def load_blocklist(path: Path) -> tuple[np.ndarray, np.ndarray]:
     and the workers of one machine share their pages."""
     st = path.stat()
     source = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
-    key = f"{source}-{hashlib.sha1(f'{st.st_size}|{int(st.st_mtime)}'.encode()).hexdigest()[:8]}"
+    key = f"{source}-{hashlib.sha1(f'{st.st_size}|{int(st.st_mtime)}|{HASH_NAME}'.encode()).hexdigest()[:8]}"
     folder = _cache_dir()
     cache = {part: folder / f"blocklist-{key}.{part}.npy" for part in ("domains", "urls")}
     if all(f.is_file() for f in cache.values()):
