@@ -4,6 +4,8 @@ choice is a hash of (seed, id), so it is the same on any runner."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyarrow as pa
 
@@ -80,6 +82,9 @@ class TokenBudget(GlobalStage):
         return docs.map_batches(decide)
 
 
+REST = "*"  # the key of a weight or rate for every value of `by` not named (null included)
+
+
 class Mix(GlobalStage):
     """A token-weighted mixture: each group of documents (by `by`: the input source, a bucket, any column) gives
     its `weights` share of `tokens` tokens (`tokens: 2e9, weights: {web: 0.7, books: 0.3}`). A group with fewer
@@ -87,16 +92,25 @@ class Mix(GlobalStage):
     times; when a share would need more, the whole budget shrinks until it fits, so the weights hold and the
     realised total is stated. A group with more is sampled by a hash of (seed, id). Deterministic on any runner.
 
+    Or relative rates, no budget (LLaMA 3's downsampling of over-represented categories): `rates: {0: 0.5, "*": 1}`
+    keeps each document of group 0 when its hash draw is below 0.5 and every other document; a rate above 1 repeats
+    (2.5: two copies, and a third for half of the documents). Keys of `weights` and `rates` may be integers (an
+    integer column such as `topic`); the key "*" stands for every value not named (null included), as one group.
+
     Sets `copies` (a document an earlier `repeat` wrote k times counts, and is chosen, as k times its tokens);
-    reasons: not_selected, not_in_mix (a group without a weight). Counters per group g:
-    tokens:g and epochs:g (realised), target_tokens:g, available_tokens:g, docs:g; budget_scale (1 when the
-    budget fit)."""
+    reasons: not_selected, not_in_mix (a group without a weight or rate, and no "*"). Counters per group g:
+    tokens:g and epochs:g (realised), available_tokens:g, docs:g (kept); with weights also target_tokens:g and
+    budget_scale (1 when the budget fit)."""
 
     name = "mix"
     output_columns = {COPIES: pa.int32()}
     reasons = ("not_selected", "not_in_mix")
-    tokens: float | str
-    weights: dict[str, float]
+    # The budget in tokens, with `weights` (YAML reads 2e9 as a string, which is fine); not with `rates`.
+    tokens: float | str | None = None
+    # Each group's share of `tokens` (need not sum to 1); "*": every group not named, together.
+    weights: dict[str | int, float] | None = None
+    # Instead of weights and tokens: each group's keep rate (0.5 halves it, 1 keeps it, 2 doubles it); "*": the rest.
+    rates: dict[str | int, float] | None = None
     by: str = "source"
     # Times a group's documents may be seen at most (DCLM, Muennighoff et al. 2023: up to 4 epochs cost little).
     max_epochs: float = 4.0
@@ -104,27 +118,64 @@ class Mix(GlobalStage):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        self._budget = number(self.tokens, "mix: tokens")
-        if not self.weights or any(w < 0 for w in self.weights.values()) or sum(self.weights.values()) <= 0:
-            raise ConfigError(f"mix: weights must be non-negative with a positive sum: {self.weights}")
         if self.max_epochs <= 0:
             raise ConfigError(f"mix: max_epochs must be positive, not {self.max_epochs}")
-        total = sum(self.weights.values())
-        self._share = {str(g): w / total for g, w in self.weights.items()}  # weights need not sum to 1
+        if (self.weights is None) == (self.rates is None):
+            raise ConfigError(
+                "mix: give either weights (with tokens) or rates" + (", not both" if self.weights is not None else ""),
+                hint="weights: {web: 0.7, books: 0.3} with tokens: 2e9 for fixed shares of a budget; "
+                'rates: {0: 0.5, "*": 1.0} to keep a part of each group',
+            )
         check_tokenizer(self.tokenizer)
+        if self.rates is not None:
+            if self.tokens is not None:
+                raise ConfigError(
+                    "mix: tokens has no meaning with rates", hint="drop tokens, or give weights instead of rates"
+                )
+            self._rate = _by_value(self.rates, "rates")
+            bad = {g: r for g, r in self._rate.items() if not (math.isfinite(r) and 0 <= r <= self.max_epochs)}
+            if bad:
+                raise ConfigError(
+                    f"mix: rates must be between 0 and max_epochs ({self.max_epochs:g}): {bad}",
+                    hint="0 drops a group, 0.5 halves it, 1 keeps it, 2 repeats it twice; raise max_epochs for more",
+                )
+            self._share: dict[str, float] = {}
+            return
+        if self.tokens is None:
+            raise ConfigError("mix: weights need a token budget", hint="add tokens: 2e9 (or give rates instead)")
+        self._budget = number(self.tokens, "mix: tokens")
+        weights = _by_value(self.weights, "weights")
+        if not weights or any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+            raise ConfigError(f"mix: weights must be non-negative with a positive sum: {self.weights}")
+        total = sum(weights.values())
+        self._share = {g: w / total for g, w in weights.items()}  # weights need not sum to 1
+        self._rate = {}
 
     def columns(self) -> StageColumns:
         return super().columns()._replace(input=("id", "text", self.by))
 
     def _groups(self, body: pa.Table) -> list[str | None]:
-        return [None if v is None else str(v) for v in body.column(self.by).to_pylist()]
+        """Each document's group: its `by` value as a string when named, "*" when not and "*" is, else None."""
+        named = self._rate or self._share
+        rest = REST if REST in named else None
+        out: list[str | None] = []
+        for v in body.column(self.by).to_pylist():
+            g = None if v is None else str(v)
+            out.append(g if g is not None and g != REST and g in named else rest)
+        return out
 
     def plan(self, groups: np.ndarray, tie: np.ndarray, tokens: np.ndarray) -> dict[str, tuple[int, float]]:
         """Per group: (whole epochs every document gets, the hash draw at or below which it gets one more)."""
+        if self._rate:
+            return self._plan_rates(groups, tie, tokens)
         available = {g: float(tokens[groups == g].sum()) for g in self._share}
         empty = [g for g, w in self._share.items() if w > 0 and available[g] == 0]
         if empty:
-            raise StageError(f"mix: no tokens in group(s) {', '.join(map(repr, empty))} of '{self.by}'")
+            raise StageError(
+                f"mix: no tokens in group(s) {', '.join(map(repr, empty))} of '{self.by}'",
+                hint="give the group weight 0 or remove it"
+                + ("; '*' is every value not named" if REST in empty else ""),
+            )
         target = {g: w * self._budget for g, w in self._share.items()}
         scale = min([1.0] + [self.max_epochs * available[g] / t for g, t in target.items() if t > 0])
         self.count("budget_scale", scale)  # type: ignore[arg-type]  # a float figure in stats.json
@@ -145,6 +196,24 @@ class Mix(GlobalStage):
             self.count(f"tokens:{g}", int(realised))
             self.count(f"epochs:{g}", round(realised / available[g], 6) if available[g] else 0.0)  # type: ignore[arg-type]
             self.count(f"docs:{g}", int(mine.sum()) if full else k)
+        return out
+
+    def _plan_rates(self, groups: np.ndarray, tie: np.ndarray, tokens: np.ndarray) -> dict[str, tuple[int, float]]:
+        """Rates as (whole copies, cut): a document gets one more copy when its draw is below the rate's fraction
+        (the float just below it, so that the `<=` of decide means `<`). Counters as the weights give them."""
+        out: dict[str, tuple[int, float]] = {}
+        for g, r in self._rate.items():
+            full = int(math.floor(r))
+            cut = float(np.nextafter(r - full, -np.inf))
+            out[g] = (full, cut)
+            mine = groups == g
+            times = full + (tie[mine] <= cut)
+            available = float(tokens[mine].sum())
+            realised = float((tokens[mine] * times).sum())
+            self.count(f"available_tokens:{g}", int(available))
+            self.count(f"tokens:{g}", int(realised))
+            self.count(f"epochs:{g}", round(realised / available, 6) if available else 0.0)  # type: ignore[arg-type]
+            self.count(f"docs:{g}", int((times > 0).sum()))
         return out
 
     def apply_global(self, docs: Docs) -> Docs:
@@ -177,3 +246,20 @@ class Mix(GlobalStage):
             return body.append_column("reason", pa.array(reason, pa.string()))
 
         return docs.map_batches(decide)
+
+
+def _by_value(values: dict[str | int, float] | None, what: str) -> dict[str, float]:
+    """`weights` or `rates` keyed by the column value as a string (an integer key 0 matches the value 0); a key
+    given twice (0 and "0") is a ConfigError."""
+    out: dict[str, float] = {}
+    for key, value in (values or {}).items():
+        g = str(key)
+        if g in out:
+            raise ConfigError(f"mix: {what} names {g!r} twice", hint="an integer key and its quoted form are one key")
+        try:
+            out[g] = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"mix: {what}[{key!r}] must be a number, not {value!r}") from None
+    if not out:
+        raise ConfigError(f"mix: {what} is empty", hint='name at least one value of by, or "*" for all')
+    return out

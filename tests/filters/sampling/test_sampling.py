@@ -276,3 +276,146 @@ def test_mix_counts_earlier_copies(two_sources):
     for src, text in zip(table.column("source").to_pylist(), table.column("text").to_pylist()):
         words[src] += len(text.split())
     assert words["books"] == counters["tokens:books"] and abs(words["books"] / sum(words.values()) - 0.3) <= 0.02
+
+
+# -- mix by an integer column (the `topic` stage's), "the rest" ("*"), relative rates -------------------------------
+
+TOPIC_MIX = """
+name: tmix
+input: {format: parquet, path: topics}
+output: {path: OUT}
+engine: {batch_rows: BATCH}
+stages:
+  - {id: mix, uses: mix, with: WITH}
+"""
+
+# 4,000 documents: topic 0 over-represented (2,000), then 1 (1,000), 2 (600), -1 (300) and null (100)
+TOPIC_SIZES = {0: 2000, 1: 1000, 2: 600, -1: 300, None: 100}
+
+
+@pytest.fixture
+def topics(tmp_path, monkeypatch):
+    import random
+
+    monkeypatch.chdir(tmp_path)
+    rng = random.Random(1)
+    values = [t for t, n in TOPIC_SIZES.items() for _ in range(n)]
+    rng.shuffle(values)
+    ids = [f"t{i:05d}" for i in range(len(values))]
+    texts = [" ".join(["w"] * rng.randint(5, 50)) for _ in ids]
+    table = pa.table({"id": ids, "text": texts, "topic": pa.array(values, pa.int32())})
+    (tmp_path / "topics").mkdir()
+    pq.write_table(table.slice(0, 1500), tmp_path / "topics" / "a.parquet")
+    pq.write_table(table.slice(1500), tmp_path / "topics" / "b.parquet")
+    return tmp_path
+
+
+def _run_topics(workdir, with_, name, runner="local", batch=128):
+    body = TOPIC_MIX.replace("OUT", name).replace("WITH", with_).replace("BATCH", str(batch))
+    stats = engine.run(config.load(str(write_pipeline(workdir / f"{name}.yaml", body))), runner=runner)
+    table = pq.read_table(workdir / name / "data")
+    return {s["id"]: s for s in stats["stages"]}["mix"], table
+
+
+def _per_topic(table, what="docs"):
+    out: dict = {}
+    for t, text in zip(table.column("topic").to_pylist(), table.column("text").to_pylist()):
+        out[t] = out.get(t, 0) + (1 if what == "docs" else len(text.split()))
+    return out
+
+
+def test_mix_rates_halve_one_topic_and_keep_the_rest(topics):
+    from curate_filters.sampling.common import uniform
+
+    mix, table = _run_topics(topics, '{by: topic, rates: {0: 0.5, "*": 1.0}, seed: 3}', "halve")
+    docs = _per_topic(table)
+    assert abs(docs[0] / 2000 - 0.5) <= 0.03  # 2,000 documents: a hash draw keeps half within 3%
+    assert {t: docs[t] for t in (1, 2, -1, None)} == {1: 1000, 2: 600, -1: 300, None: 100}  # "*": null included
+    # the known answer: exactly the topic-0 documents whose hash draw of (seed, id) is below the rate
+    source = pq.read_table(topics / "topics")
+    draw = dict(zip(source.column("id").to_pylist(), uniform(3, source.column("id").to_pylist(), salt="mix:")))
+    kept0 = sorted(i for i, t in zip(table.column("id").to_pylist(), table.column("topic").to_pylist()) if t == 0)
+    assert kept0 == sorted(
+        i
+        for i, t in zip(source.column("id").to_pylist(), source.column("topic").to_pylist())
+        if t == 0 and draw[i] < 0.5
+    )
+    assert mix["reasons"] == {"not_selected": 2000 - docs[0]}
+    c = mix["counters"]
+    assert c["docs:0"] == docs[0] and c["docs:*"] == 2000 and c["tokens:*"] == c["available_tokens:*"]
+    assert c["tokens:0"] == _per_topic(table, "words")[0] and c["epochs:*"] == 1.0 and "budget_scale" not in c
+    # deterministic: the same documents with other batches, and nested: a lower rate keeps a subset
+    _, again = _run_topics(topics, '{by: topic, rates: {0: 0.5, "*": 1.0}, seed: 3}', "halve-again", batch=37)
+    assert sorted(again.column("id").to_pylist()) == sorted(table.column("id").to_pylist())
+    _, fewer = _run_topics(topics, '{by: topic, rates: {0: 0.2, "*": 1.0}, seed: 3}', "fifth")
+    assert set(fewer.column("id").to_pylist()) < set(table.column("id").to_pylist())
+    assert abs(_per_topic(fewer)[0] / 2000 - 0.2) <= 0.03
+
+
+def test_mix_rates_repeat_drop_and_leave_out(topics):
+    # 2.5: every document twice, half of them a third time; 0 drops topic 2; -1 and null have no rate and no "*"
+    mix, table = _run_topics(topics, "{by: topic, rates: {0: 1, 1: 2.5, 2: 0}}", "rep")
+    docs = _per_topic(table)
+    assert docs[0] == 2000 and 2000 + 400 <= docs[1] <= 2000 + 600 and 2 not in docs and -1 not in docs
+    ids = table.column("id").to_pylist()
+    assert len(set(ids)) == len(ids) and any(i.endswith("#3") for i in ids) and not any(i.endswith("#4") for i in ids)
+    assert mix["reasons"] == {"not_selected": 600, "not_in_mix": 400}
+    assert mix["counters"]["epochs:1"] == pytest.approx(2.5, abs=0.1) and mix["counters"]["docs:2"] == 0
+
+
+def test_mix_integer_weight_keys_and_the_rest(topics):
+    # weights keyed by the integer topic (no quotes); "*" is every other topic, null included, as one group
+    mix, table = _run_topics(topics, '{by: topic, tokens: 30000, weights: {0: 0.2, 1: 0.3, "*": 0.5}}', "w")
+    words = _per_topic(table, "words")
+    total = sum(words.values())
+    assert abs(total - 30_000) / 30_000 <= 0.02 and mix["counters"]["budget_scale"] == 1.0
+    rest = sum(v for t, v in words.items() if t not in (0, 1))
+    assert abs(words[0] / total - 0.2) <= 0.02 and abs(words[1] / total - 0.3) <= 0.02
+    assert abs(rest / total - 0.5) <= 0.02 and mix["counters"]["tokens:*"] == rest
+    assert {-1, 2, None} <= set(words) and "not_in_mix" not in mix["reasons"]
+    # without "*" the others are not in the mix, as before
+    mix, table = _run_topics(topics, "{by: topic, tokens: 20000, weights: {0: 1, 1: 1}}", "w2")
+    assert mix["reasons"]["not_in_mix"] == 1000 and set(table.column("topic").to_pylist()) == {0, 1}
+
+
+@pytest.mark.ray
+def test_mix_rates_same_on_both_runners(topics, ray_session):
+    with_ = '{by: topic, rates: {0: 0.5, 1: 1.5, "*": 1.0}}'
+    _, local = _run_topics(topics, with_, "r-local")
+    _, on_ray = _run_topics(topics, with_, "r-ray", runner="ray")
+    assert sorted(local.column("id").to_pylist()) == sorted(on_ray.column("id").to_pylist())
+
+
+def test_mix_rates_and_keys_config_errors(tmp_path, monkeypatch, capsys):
+    from curate.cli import main
+    from curate_filters.sampling.budget import Mix
+
+    assert Mix(tokens=10, weights={0: 1.0, "*": 1.0})._share == {"0": 0.5, "*": 0.5}
+    assert Mix(rates={0: 0.5, "*": 1})._rate == {"0": 0.5, "*": 1.0}
+    cases = [
+        ({}, "either weights .with tokens. or rates"),
+        ({"tokens": 10, "weights": {"a": 1.0}, "rates": {"a": 1.0}}, "not both"),
+        ({"tokens": 10, "rates": {"a": 0.5}}, "no meaning with rates"),
+        ({"weights": {"a": 1.0}}, "need a token budget"),
+        ({"rates": {"a": 5}}, "between 0 and max_epochs"),
+        ({"rates": {"a": -0.5}}, "between 0 and max_epochs"),
+        ({"rates": {0: 0.5, "0": 1.0}}, "names '0' twice"),
+        ({"rates": {}}, "rates is empty"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ConfigError, match=message) as err:
+            Mix(**kwargs)
+        assert err.value.hint, kwargs
+    assert Mix(rates={"a": 6}, max_epochs=6)._rate == {"a": 6.0}
+    # integer keys pass the YAML type check (they used to fail with "expected a string")
+    monkeypatch.chdir(tmp_path)
+    pq.write_table(pa.table({"id": ["a"], "text": ["x"], "topic": pa.array([0], pa.int32())}), tmp_path / "a.parquet")
+    stage = "{id: m, uses: mix, with: {by: topic, tokens: 10, weights: {0: 0.2, 1: 0.8}}}"
+    write_pipeline(tmp_path / "p.yaml", f"name: m\ninput: {{format: parquet, path: a.parquet}}\nstages:\n  - {stage}\n")
+    assert main(["validate", "p.yaml"]) == 0, capsys.readouterr().err
+    write_pipeline(
+        tmp_path / "p.yaml",
+        "name: m\ninput: {format: parquet, path: a.parquet}\nstages:\n"
+        "  - {id: m, uses: mix, with: {by: topic, rates: {0: 0.5}, tokens: 10}}\n",
+    )
+    assert main(["validate", "p.yaml"]) == 2 and "no meaning with rates" in capsys.readouterr().err
