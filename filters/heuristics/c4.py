@@ -156,8 +156,12 @@ BADWORDS_ALLOWLIST = {"ja": {"sm", "グロ", "女の子"}, "zh": {"性"}}
 _NO_SPACE_LANGUAGES = ("ja", "th", "zh")
 
 
-def _at_least(regex: re.Pattern[str], text: str, k: int) -> bool:
-    """Whether the pattern occurs at least k times in the lower-cased text (the scan stops at the k-th)."""
+def _at_least(regex: re.Pattern[str], text: str, k: int, share: float | None = None) -> bool:
+    """Whether the pattern occurs at least k times in the lower-cased text (the scan stops at the k-th) and, with
+    `share`, in at least that share of its whitespace words."""
+    if share is not None:
+        found = sum(1 for _ in regex.finditer(text.lower()))
+        return found >= k and found >= share * len(text.split())
     if k == 1:
         return regex.search(text.lower()) is not None
     found = 0
@@ -208,9 +212,10 @@ def badwords_regex(language: str, path: str | None = None) -> re.Pattern[str] | 
 
 class C4BadWords(Filter):
     """C4's bad-words page filter (Raffel et al. 2020): reject a page containing a word of the LDNOOBW list for
-    its language (column `language`, else `default_language`). Reason: badwords. With `min_count: k` a page is
-    rejected only when its bad words occur at least k times: LLaMA 3's "dirty word counting" (sec. 3.1.1), for adult
-    pages that domain blocklists miss while a single stray word does not condemn a page."""
+    its language (column `language`, else `default_language`). Reason: badwords. With `min_count: k` (and
+    `min_share: s`) a page is rejected only when its bad words occur at least k times (and make at least the share s
+    of its words): LLaMA 3's "dirty word counting" (sec. 3.1.1), for adult pages that domain blocklists miss, while a
+    few stray words do not condemn a long page."""
 
     name = "c4_badwords"
     reasons = ("badwords",)
@@ -224,12 +229,20 @@ class C4BadWords(Filter):
     badwords_file: str | None = None
     # Reject a page only when its bad words occur at least this many times (C4: 1, any occurrence).
     min_count: int = 1
+    # ...and make at least this share of its whitespace words (occurrences / words; null: any share), so that a long
+    # page with a few stray words stays while a page dense with them goes (LLaMA 3's dirty-word counting).
+    min_share: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.min_count, bool) or not isinstance(self.min_count, int) or self.min_count < 1:
             raise ConfigError(
                 f"c4_badwords: min_count must be an integer of at least 1, got {self.min_count!r}",
                 hint="1 rejects a page with any bad word (C4); LLaMA 3 counts them: e.g. min_count: 3",
+            )
+        if self.min_share is not None and not 0 < self.min_share < 1:
+            raise ConfigError(
+                f"c4_badwords: min_share must be between 0 and 1, got {self.min_share!r}",
+                hint="the share of a page's words that are bad words, e.g. 0.005 (5 in 1,000 words); null: any",
             )
 
     def preflight(self) -> None:
@@ -254,7 +267,7 @@ class C4BadWords(Filter):
                 self.count(f"missing_badwords_language:{lang}")
                 out.append(None)
                 continue
-            if not _at_least(regex, text, self.min_count):
+            if not _at_least(regex, text, self.min_count, self.min_share):
                 out.append(None)
                 continue
             found += 1

@@ -100,6 +100,13 @@ def test_badwords_min_count_counts_occurrences():
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ConfigError, match="min_count"):
             C4BadWords(min_count=bad)
+    # with a share, a page needs that many per word: 3 in 8 words (0.375) passes 0.3, not 0.4; 3 in 6 passes both
+    assert apply(C4BadWords(min_count=3, min_share=0.3), texts)[0] == [None, "badwords", "badwords"]
+    assert apply(C4BadWords(min_count=3, min_share=0.4), texts)[0] == [None, None, "badwords"]
+    long_page = " ".join(["An ass, an ass, and an ass again."] + ["The committee met on Tuesday."] * 200)
+    assert apply(C4BadWords(min_count=3, min_share=0.005), [long_page])[0] == [None]  # 3 in 1,008 words
+    with pytest.raises(ConfigError, match="min_share"):
+        C4BadWords(min_share=1.5)
 
 
 def test_badwords_follows_the_language_column_and_allowlist():
