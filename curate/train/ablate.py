@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from curate.errors import ConfigError
+from curate.errors import ConfigError, InputError
 from curate.train.ablate_report import ArmResult, HeldOut, write_report
 from curate.train.config import TrainConfig
 from curate.train.data import input_files, is_val, iter_docs, iter_texts
@@ -139,6 +139,13 @@ def ablate(
             text_column=d.text_column,
             parallel=d.parallel,
             address=d.address,
+        )
+    empty = [arm for arm in arms if indexes[arm].tokens("train") == 0]
+    if empty:  # found before any arm trains, rather than after the others have
+        raise InputError(
+            f"ablation arm(s) {', '.join(empty)} have no training tokens (the curated output kept no documents, or "
+            f"too few): an arm needs data to train on",
+            hint="leave such outputs out of the ablation; `curate inspect OUT` shows what their pipeline rejected",
         )
     results = []
     # seed by seed, so that a stopped ablation already has every arm of its first seeds

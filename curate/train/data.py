@@ -21,7 +21,8 @@ def input_files(path: str | list[str]) -> list[str]:
     out: list[str] = []
     for p in paths:
         manifest = os.path.join(p, "manifest.json")
-        if os.path.isdir(p) and os.path.isdir(os.path.join(p, "data")):
+        # a curate output: its data/ folder, or (when it kept nothing) no data/ folder but its manifest
+        if os.path.isdir(p) and (os.path.isdir(os.path.join(p, "data")) or os.path.exists(manifest)):
             if not os.path.exists(os.path.join(p, "_SUCCESS")):
                 raise InputError(
                     f"'{p}' is an unfinished curate output (no _SUCCESS)",
@@ -30,11 +31,9 @@ def input_files(path: str | list[str]) -> list[str]:
             if os.path.exists(manifest):
                 with open(manifest, encoding="utf-8") as fh:
                     shards = json.load(fh).get("shards", [])
-                # the manifest, not a directory listing, says which shards belong to the output
-                files = sorted(os.path.join(p, s["path"]) for s in shards if _kept(s))
-                if not files:
-                    raise InputError(f"curate output '{p}' kept no documents")
-                out += files
+                # the manifest, not a directory listing, says which shards belong to the output; an output that
+                # kept no document has none, and is an empty input (each command says what that means for it)
+                out += sorted(os.path.join(p, s["path"]) for s in shards if _kept(s))
                 continue
             p = os.path.join(p, "data")
         out += expand_paths(p, EXTENSIONS)

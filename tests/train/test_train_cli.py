@@ -112,3 +112,31 @@ def test_ablate_heldout_val_split_of_a_shared_output(tmp_path, capsys):
     # the filtered output's validation documents are exactly the pooled set's clean part: no arm trained on them
     assert report["heldout"]["docs"] == sum(1 for i in range(300) if is_val(f"d-{i}", 0.1))
     assert arms["raw"]["heldout_loss"] == pytest.approx(arms["raw"]["val_losses"]["filtered"], rel=1e-6)
+
+
+def test_an_output_that_kept_nothing_is_an_empty_input(tmp_path, capsys, monkeypatch):
+    """A finished output with no kept document (no OUT/data/ at all) reads as no documents: tokenize writes empty
+    shards, report renders, and ablate refuses the arm by name before training any other."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.table({"id": ["a", "b"], "text": ["too short", "also short"]}), tmp_path / "in" / "a.parquet")
+    (tmp_path / "p.yaml").write_text(
+        "name: nothing\ninput: {format: parquet, path: in}\noutput: {path: empty}\n"
+        "stages:\n  - {id: gq, uses: gopher_quality}\n"
+    )
+    assert main(["run", "p.yaml", "--runner", "local"]) == 0
+    assert not (tmp_path / "empty" / "data").exists() and (tmp_path / "empty" / "_SUCCESS").exists()
+    assert main(["tokenize", "empty", "--out", "tok"]) == 0
+    assert "0 train tokens (0 docs)" in capsys.readouterr().out
+    assert main(["tokenize", "empty", "--out", "tokm", "--format", "megatron"]) == 0
+    assert main(["report", "empty"]) == 0 and (tmp_path / "empty" / "report.html").is_file()
+    full = write_output(tmp_path / "full", sentences(200, seed=3))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(tiny_yaml(tmp_path / "unused"))
+    capsys.readouterr()
+    assert main(["ablate", str(cfg), "empty", str(full), "--out", "abl"]) == 2
+    err = capsys.readouterr().err
+    assert "ablation arm(s) empty have no training tokens" in err and "Traceback" not in err
