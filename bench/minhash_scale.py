@@ -1,5 +1,6 @@
-"""MinHash at scale on this machine: N generated documents with planted near and exact copies, deduplicated by the
-`minhash` stage on the Ray runner, with peak memory per worker process and in total, and recall of the plants.
+"""Dedup stages at scale on this machine: N generated documents with planted near and exact copies, deduplicated by
+the `minhash` stage (or, with --stage, by `line_dedup`, `substring_dedup` or `bloom_dedup`) on the Ray runner, with
+peak memory per worker process and in total, and (minhash) recall of the plants.
 
 Documents come from the sample crawl's text generator (curate.samples: articles in English, German, French and
 Spanish). A planted near copy is a syndicated article with one or two sentences replaced and maybe one added (the
@@ -8,9 +9,20 @@ generator's own near_duplicate); an exact copy is the same text again. Parquet s
 
     python bench/minhash_scale.py --docs 1000000            # the issue's run (about 1.1 GB of text)
     python bench/minhash_scale.py --docs 50000 --repeat 2   # a quick look
+    python bench/minhash_scale.py --docs 1000000 --stage line_dedup        # max_count 6 (LLaMA 3)
+    python bench/minhash_scale.py --docs 1000000 --stage substring_dedup   # min_tokens 50 (RefinedWeb)
+    python bench/minhash_scale.py --docs 1000000 --stage bloom_dedup       # DCLM's BFF settings (the defaults)
+    python bench/minhash_scale.py --docs 1000000 --with clusters=star      # any stage parameter: --with KEY=VALUE
+
+The sub-document stages see the same shards: exact copies repeat every line, paragraph and span of an article, near
+copies all but a sentence or two, and the generator's titles repeat (its phrase lists are small), so each stage has
+something to remove without any extra planting. For them the table gives the stage's counters from stats.json
+instead of recall.
 
 Memory: every process of the run (the driver, the raylet, Ray's workers) is sampled every 0.5 s with psutil; RSS
-counts the pages of Ray's shared object store that a process touched, so the total is an upper bound.
+counts the pages of Ray's shared object store that a process touched, so the total is an upper bound. The object
+store column is the growth of /dev/shm's use over the run (Ray's embedded object store lives there; objects spilled
+to disk are not in it, and another job's use of /dev/shm would be).
 """
 
 from __future__ import annotations
@@ -33,6 +45,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 NEAR_SHARE, EXACT_SHARE = 0.08, 0.04
+# The stages this bench runs, with the parameters they run at unless --with overrides them.
+STAGES: dict[str, dict[str, Any]] = {
+    "minhash": {"language": "en"},
+    "line_dedup": {"max_count": 6},  # LLaMA 3's (and the stage's default); one bucket: the whole corpus
+    "substring_dedup": {},  # min_tokens 50, remove all (RefinedWeb)
+    "bloom_dedup": {},  # ngram 13, threshold 0.8, fp_rate 0.01 (DCLM's BFF)
+}
 
 
 def _text(article: Any) -> str:
@@ -93,6 +112,12 @@ class MemoryWatch:
         self.root = root_pid
         self.peak_total = 0
         self.peak_by_kind: dict[str, int] = {}
+        self.peak_worker_task = ""  # the process title of the worker at its peak (which step held the memory)
+        self.peak_shm = 0  # growth of /dev/shm's use (Ray's object store) over the run
+        self._shm0 = _shm_used()
+        self.peak_spilled = 0  # bytes in the run's Ray session's spill folders (the object store's overflow on disk)
+        self.store_capacity = 0  # the object store's size, from the raylet's command line
+        self._session: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -105,19 +130,42 @@ class MemoryWatch:
         # Ray's workers are children of the raylet, which the driver started: they are in the tree
         return procs
 
+    def _spilled(self) -> int:
+        total = 0
+        for d in Path(self._session or "/nonexistent").glob("ray_spilled_objects*"):
+            try:
+                total += sum(e.stat().st_size for e in os.scandir(d) if e.is_file())
+            except OSError:
+                pass
+        return total
+
     def _loop(self) -> None:
+        tick = 0
         while not self._stop.wait(0.5):
             total = 0
+            tick += 1
             for p in self._procs():
                 try:
                     rss = p.memory_info().rss
-                    name = " ".join(p.cmdline()[:2])
+                    cmd = p.cmdline()
+                    name = " ".join(cmd[:2])
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     continue
+                if self._session is None and "raylet" in name:
+                    for arg in cmd:
+                        if arg.startswith("--raylet_socket_name=") and "/sockets/" in arg:
+                            self._session = arg.split("=", 1)[1].split("/sockets/")[0]
+                        if arg.startswith("--static_resource_list=") and "object_store_memory," in arg:
+                            self.store_capacity = int(arg.split("object_store_memory,")[1].split(",")[0])
                 total += rss
                 kind = _kind(name, p.pid == self.root)
+                if kind == "worker" and rss > self.peak_by_kind.get(kind, 0):
+                    self.peak_worker_task = name[:120]
                 self.peak_by_kind[kind] = max(self.peak_by_kind.get(kind, 0), rss)
             self.peak_total = max(self.peak_total, total)
+            self.peak_shm = max(self.peak_shm, _shm_used() - self._shm0)
+            if self._session and tick % 4 == 0:
+                self.peak_spilled = max(self.peak_spilled, self._spilled())
 
     def __enter__(self) -> MemoryWatch:
         self._thread.start()
@@ -126,6 +174,14 @@ class MemoryWatch:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+def _shm_used() -> int:
+    try:
+        st = os.statvfs("/dev/shm")
+    except OSError:
+        return 0
+    return (st.f_blocks - st.f_bfree) * st.f_frsize
 
 
 def _kind(cmdline: str, is_root: bool) -> str:
@@ -140,32 +196,43 @@ def _kind(cmdline: str, is_root: bool) -> str:
 
 
 def run(
-    data: Path, work: Path, shuffle_partitions: int | None, runner: str, index: dict[str, Any] | None = None
+    data: Path,
+    work: Path,
+    shuffle_partitions: int | None,
+    runner: str,
+    index: dict[str, Any] | None = None,
+    stage: str = "minhash",
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    out = work / f"out-{runner}-{data.name}"
-    pipe = work / "minhash-scale.yaml"
-    params: dict[str, Any] = {"language": "en", **({"index": index} if index else {})}
+    tag = "" if stage == "minhash" else f"{stage}-"
+    out = work / f"out-{runner}-{tag}{data.name}"
+    pipe = work / ("minhash-scale.yaml" if stage == "minhash" else f"{stage}-scale.yaml")
+    params: dict[str, Any] = {**STAGES[stage], **({"index": index} if index else {}), **(overrides or {})}
     engine = {"progress_seconds": 30}
     if shuffle_partitions:
         engine["shuffle_partitions"] = shuffle_partitions
     pipe.write_text(
-        "name: minhash-scale\n"
+        f"name: {pipe.stem}\n"
         f"input: {{format: parquet, path: {data}}}\n"
         f"output: {{path: {out}, shard_rows: 100000}}\n"
         f"engine: {json.dumps(engine)}\n"
         "stages:\n"
-        f"  - {{id: dedup, uses: minhash, with: {json.dumps(params)}}}\n"
+        f"  - {{id: dedup, uses: {stage}, with: {json.dumps(params)}}}\n"
     )
     cmd = [sys.executable, "-m", "curate.cli", "run", str(pipe), "--overwrite", "--runner", runner]
+    run_log = pipe.with_suffix(".log")  # the run's own log, written as it goes (tail it to follow a long run)
+    print(f"running {stage} ({json.dumps(params)}); log: {run_log}", file=sys.stderr, flush=True)
     t0 = time.time()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    with MemoryWatch(proc.pid) as watch:
-        log = proc.communicate()[0]
+    with open(run_log, "w") as sink:
+        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, text=True)
+        with MemoryWatch(proc.pid) as watch:
+            proc.wait()
     wall = time.time() - t0
+    log = run_log.read_text(errors="replace")
     if proc.returncode != 0:
         raise SystemExit(f"curate run failed ({proc.returncode}):\n{log[-3000:]}")
     stats = json.loads((out / "stats.json").read_text())
-    return {"wall": wall, "stats": stats, "memory": watch, "out": out}
+    return {"wall": wall, "stats": stats, "memory": watch, "out": out, "params": params, "log": log}
 
 
 def recall(data: Path, out: Path) -> dict[str, Any]:
@@ -204,7 +271,19 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--index", action="store_true", help="also write the cross-dump index (bytes per document)")
     ap.add_argument("--against", nargs="*", default=[], help="deduplicate against these indexes (earlier dumps)")
+    ap.add_argument("--stage", default="minhash", choices=list(STAGES), help="the dedup stage to run (default minhash)")
+    ap.add_argument(
+        "--with",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a stage parameter (the value is read as YAML: clusters=star, max_count=6, document_threshold=null)",
+    )
     args = ap.parse_args()
+    overrides = _overrides(args.overrides)
+    if args.stage != "minhash" and (args.index or args.against):
+        ap.error("--index and --against are minhash's")
     work = Path(args.work)
     data = work / f"docs-{args.docs}-{args.seed}"
     plants = generate(args.docs, data, args.seed, args.shards or max(1, args.docs // 50_000))
@@ -225,10 +304,13 @@ def main() -> None:
             import shutil
 
             shutil.rmtree(index_dir)
-        r = run(data, work, args.shuffle_partitions, args.runner, index or None)
+        r = run(data, work, args.shuffle_partitions, args.runner, index or None, args.stage, overrides)
         dedup = next(s for s in r["stats"]["stages"] if s["id"] == "dedup")
-        rows.append((r, dedup, recall(data, r["out"])))
+        rows.append((r, dedup, recall(data, r["out"]) if args.stage == "minhash" else None))
     print()
+    if args.stage != "minhash":
+        _stage_table(args, rows)
+        return
     print(
         "| run | docs | removed | planted pairs found (J >= 0.9 / 0.8-0.9 / 0.5-0.8 / < 0.5) | removed, not planted "
         "| wall s | docs/s | peak RSS worker | peak RSS driver | peak RSS total |"
@@ -248,10 +330,58 @@ def main() -> None:
         )
     print()
     print("dedup counters:", json.dumps(rows[-1][1].get("counters", {})))
+    mem = rows[-1][0]["memory"]
+    print(
+        f"with: {json.dumps(rows[-1][0]['params'])}; object store (/dev/shm growth) peak {mem.peak_shm / 2**20:,.0f} "
+        f"MiB of {mem.store_capacity / 2**20:,.0f} MiB, spilled to disk peak {mem.peak_spilled / 2**20:,.0f} MiB; "
+        f"largest worker at its peak: {mem.peak_worker_task}"
+    )
     if args.index:
         size = sum(f.stat().st_size for f in index_dir.rglob("*.parquet"))
         kept = rows[-1][0]["stats"]["output_docs"]
         print(f"index: {size / 1e6:.1f} MB for {kept:,} kept documents = {size / max(1, kept):.0f} bytes per document")
+
+
+def _overrides(items: list[str]) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--with takes KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _stage_table(args: argparse.Namespace, rows: list[tuple[dict[str, Any], dict[str, Any], Any]]) -> None:
+    """The table of a sub-document stage: documents, the stage's counters, wall time and memory."""
+    partitions = args.shuffle_partitions or f"{2 * (os.cpu_count() or 1)} (default: 2 x CPUs)"
+    print(f"stage: {args.stage}, with: {json.dumps(rows[-1][0]['params'])}, shuffle partitions: {partitions}")
+    print()
+    print(
+        "| run | docs in | kept | rejected | counters | wall s | docs/s | peak RSS largest worker | peak RSS driver "
+        "| peak RSS all | object store (/dev/shm growth) | spilled to disk |"
+    )
+    print("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    for i, (r, dedup, _) in enumerate(rows):
+        mem = r["memory"]
+        counters = ", ".join(
+            f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in dedup.get("counters", {}).items()
+        )
+        docs = r["stats"]["input_docs"]
+        print(
+            f"| {i + 1} | {docs:,} | {r['stats']['output_docs']:,} | {dedup['rejected']:,} | {counters} | "
+            f"{r['wall']:.0f} | {docs / r['wall']:,.0f} | {mem.peak_by_kind.get('worker', 0) / 2**20:,.0f} MiB | "
+            f"{mem.peak_by_kind.get('driver', 0) / 2**20:,.0f} MiB | {mem.peak_total / 2**30:.1f} GiB | "
+            f"{mem.peak_shm / 2**20:,.0f} MiB | {mem.peak_spilled / 2**20:,.0f} MiB |"
+        )
+    print()
+    r, dedup = rows[-1][0], rows[-1][1]
+    print("largest worker at its peak:", r["memory"].peak_worker_task)
+    print(f"object store capacity: {r['memory'].store_capacity / 2**20:,.0f} MiB")
+    print("peak RSS by kind:", {k: f"{v / 2**20:,.0f} MiB" for k, v in r["memory"].peak_by_kind.items()})
+    print("dedup stage stats:", json.dumps(dedup))
 
 
 if __name__ == "__main__":

@@ -8,11 +8,12 @@ through each recipe, then `curate ablate` over 3 seeds, scored on a Gutenberg bo
    corpus's own WARCs and the two 2008 ARCs. The copycat folder also holds WARC conversions of those ARCs (the same
    133 captures): they are left out so that no page is in the input twice. WAT and WET files are metadata and text
    derived from the WARCs beside them, also left out.
-2. Each recipe in pipelines/ that is present (extract, fineweb, refinedweb, c4, gopher, then dclm and fineweb2-ko
-   when they exist) runs on that input into OUT/recipes/<name> (a finished output is reused).
-   dclm.yaml's fastText classifier is trained first, as the README's DCLM section does (`curate classifier train
-   --preset dclm`), but without the held-out book: positives the other seven books and tinyshakespeare, negatives the
-   extract recipe's pages of this input (DCLM's negatives also come from the pool it filters).
+2. Each recipe in pipelines/ that is present (extract, fineweb, refinedweb, c4, gopher, then dclm, llama3 and
+   fineweb2-ko when they exist) runs on that input into OUT/recipes/<name> (a finished output is reused).
+   dclm.yaml's fastText classifier (also llama3.yaml's stand-in quality model) is trained first, as the README's
+   DCLM section does (`curate classifier train --preset dclm`), but without the held-out book: positives the other
+   seven books and tinyshakespeare, negatives the extract recipe's pages of this input (DCLM's negatives also come
+   from the pool it filters).
 3. The held-out set: one Project Gutenberg book (default pg16351, MacDowell's essays; bench/quality_classifier.py
    also holds it out of its classifier's training), licence header and footer cut, hard-wrapped lines joined into
    one line per paragraph as extracted web text has them. No arm's data contains it: the inputs are web pages only.
@@ -36,7 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 CORPUS = Path(os.environ.get("CURATE_CORPUS", REPO.parent / "shared" / "corpus"))
-RECIPES = ("extract", "fineweb", "refinedweb", "c4", "gopher", "dclm", "fineweb2-ko")
+RECIPES = ("extract", "fineweb", "refinedweb", "c4", "gopher", "dclm", "llama3", "fineweb2-ko")
 MIN_DOCS = 20  # an arm with fewer kept documents cannot fill a validation split: reported and left out
 
 
@@ -139,7 +140,7 @@ def main() -> None:
             continue
         dest = out / "recipes" / name
         extra = []
-        if name == "dclm":
+        if name in ("dclm", "llama3"):  # llama3.yaml's stand-in classifier is trained by the same command
             extra = ["--set", f"stages.quality.model={dclm_classifier(out, args.book)}"]
         if not (dest / "_SUCCESS").exists():
             curate("run", str(pipeline), "--input", str(out / "input" / "*"), "--output", str(dest),

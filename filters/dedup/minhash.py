@@ -119,8 +119,9 @@ class MinHash(GlobalStage):
     # C differ). star: each component is split greedily in `keep` order into stars whose every removed member has
     # exact word-n-gram Jaccard >= min_jaccard with the document kept for it (its duplicate_of); costs a join of
     # the documents of components, their shingling again and a shuffle of their shingle sets by component. Needs
-    # min_jaccard; not with index.against (indexed documents have no text here to compare with).
-    clusters: Literal["connected", "star"] = "connected"
+    # min_jaccard; not with index.against (indexed documents have no text here to compare with). auto (the
+    # default): star where it can run (min_jaccard set, no index.against), else connected.
+    clusters: Literal["auto", "connected", "star"] = "auto"
     # Cross-dump index: {write: PATH} saves this run's kept documents' band keys; {against: [PATH, ...]} removes
     # documents that match an indexed one (indexed documents always win).
     index: dict[str, Any] | None = None
@@ -134,8 +135,10 @@ class MinHash(GlobalStage):
 
     # -- parameters ---------------------------------------------------------------------------------------------
     def _check_clusters(self, against: list[str]) -> None:
-        if self.clusters not in ("connected", "star"):
-            raise ConfigError(f"clusters must be connected or star, got {self.clusters!r}")
+        if self.clusters not in ("auto", "connected", "star"):
+            raise ConfigError(f"clusters must be auto, connected or star, got {self.clusters!r}")
+        if self.clusters == "auto":
+            return
         if self.clusters != "star":
             return
         if self.plan.min_jaccard is None:
@@ -150,6 +153,15 @@ class MinHash(GlobalStage):
                 "shingles here to compare members with",
                 hint="use clusters: connected with index.against (index.write works with star)",
             )
+
+    @property
+    def cluster_mode(self) -> str:
+        """The clustering in force: `clusters`, with auto resolved (star where min_jaccard is set and no
+        index.against is given, else connected)."""
+        if self.clusters != "auto":
+            return self.clusters
+        _, against = self._index_paths()
+        return "star" if self.plan.min_jaccard is not None and not against else "connected"
 
     def _resolve(self) -> Plan:
         ngram, bands, rows, min_j = self.ngram, self.bands, self.rows, self.min_jaccard
@@ -329,7 +341,12 @@ class MinHash(GlobalStage):
     def apply_global(self, docs: Docs) -> Docs:
         plan = self.plan
         write, against = self._index_paths()
-        log.info("minhash: %s; %s", mm.describe(plan.bands, plan.rows), _verify_text(plan.min_jaccard))
+        log.info(
+            "minhash: %s; %s; clusters: %s",
+            mm.describe(plan.bands, plan.rows),
+            _verify_text(plan.min_jaccard),
+            self.cluster_mode,
+        )
         self.count(f"hash_scheme:{mm.HASH_SCHEME}", 1)
         rows = docs.derive(self.derive_rows).materialize()
         bands = rows.map_batches(steps.only_bands)
@@ -357,7 +374,7 @@ class MinHash(GlobalStage):
             else:
                 stars, rounds = connected_components(edges, log.debug)
                 self.count("cc_rounds", rounds)
-            if self.clusters == "star":
+            if self.cluster_mode == "star":
                 # the documents of components (joined by id: the text stays) give their shingle sets, which meet
                 # by component and are split into stars of members similar to their representative
                 members = stars.map_batches(steps.component_members).group_by("node", steps.UniqueMembers(width))
@@ -370,7 +387,7 @@ class MinHash(GlobalStage):
             summary = labels.map_batches(steps.cluster_counts).collect()
             for name in ("clusters", "near_duplicates", "indexed_duplicates"):
                 self.count(name, _total(summary, name))
-            if self.clusters == "star":
+            if self.cluster_mode == "star":
                 self.count("chain_kept", _total(summary, "chain_kept"))
             self.count("largest_cluster", int(pc.max(summary.column("largest_cluster")).as_py() or 0))
             docs = docs.join(labels, on="id")

@@ -1,5 +1,6 @@
 """minhash `clusters: star`: chained near-duplicates (A~B~C, A and C unlike) are not removed for a kept document
-they are not themselves similar to; `clusters: connected` (the default) documents the old behaviour."""
+they are not themselves similar to; `clusters: connected` documents the old behaviour; `auto`, the default, is star
+wherever verification runs."""
 
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ def test_the_planted_chain_is_what_it_claims():
 def test_connected_mode_removes_the_chain_end_for_a_document_it_is_unlike(tmp_path):
     rows, chain = _corpus()
     texts = {r["id"]: r["text"] for r in rows}
-    _, rejected, counters = _run(tmp_path, rows, "{}", "connected")
+    _, rejected, counters = _run(tmp_path, rows, "{clusters: connected}", "connected")
     dup_of = _dup_of(rejected)
     # the old behaviour: the whole chain is one cluster led by its first document
     assert all(dup_of[c] == chain[0] for c in chain[1:])
@@ -200,7 +201,11 @@ def test_star_mode_parameters(tmp_path):
         MinHash(clusters="star", index={"against": [str(tmp_path / "idx")]})
     with pytest.raises(ConfigError, match="connected or star"):
         MinHash(clusters="chain")
-    assert MinHash().clusters == "connected"
+    # auto, the default: star where it can run, connected without verification or against an index
+    assert MinHash().clusters == "auto" and MinHash().cluster_mode == "star"
+    assert MinHash(preset="fineweb").cluster_mode == "connected"
+    assert MinHash(index={"against": [str(tmp_path / "idx")]}).cluster_mode == "connected"
+    assert MinHash(clusters="connected").cluster_mode == "connected"
 
 
 def test_star_mode_writes_an_index_of_its_kept_documents(tmp_path):
