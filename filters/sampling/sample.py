@@ -64,7 +64,7 @@ class Repeat(Mapper):
     by: str | None = None
     # With `by`: {smallest size: copies} inline, or the path of a JSON file holding such a mapping or a FineWeb-2
     # rehydration distribution (cluster_sizes, cluster_removal_rates, ...).
-    table: dict[int, int] | str | None = None
+    table: dict[int | str, int] | str | None = None  # str keys: as YAML written back by to_yaml reads them
     # With a distribution file: the most copies of a document (FineWeb-2 publishes weights for 3 to 10).
     max_repeats: int = 10
 
@@ -110,7 +110,7 @@ def copies_for_sizes(steps: tuple[np.ndarray, np.ndarray], sizes: list[int | Non
     return np.where(idx >= 0, values[np.clip(idx, 0, None)], 1).astype(np.int64)
 
 
-def rehydration_table(table: dict[int, int] | str, max_repeats: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def rehydration_table(table: dict[int | str, int] | str, max_repeats: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """The step table (ascending sizes, copies) from an inline mapping, a JSON mapping file, or a FineWeb-2
     distribution file."""
     source = table
