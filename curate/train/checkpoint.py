@@ -86,6 +86,15 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict
         raise _unloadable(path, e) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
         raise _damaged(path, e) from None
+    if isinstance(ck, dict) and "format" not in ck and "model" in ck and "rng" in ck:
+        # an older curate's checkpoint that loaded anyway: another library in this process (megatron-core does) has
+        # allowed numpy's globals for weights_only loading process-wide; refused all the same
+        raise InputError(
+            f"{path} was written by an older curate, whose checkpoints pickle numpy's RNG state; they are no longer "
+            "loaded, since unpickling can run code",
+            hint="train again: `curate train CONFIG --no-resume` (or --out NEW_DIR) writes a checkpoint that loads "
+            "safely",
+        )
     if not isinstance(ck, dict) or "format" not in ck or "model" not in ck:
         raise InputError(
             f"{path} is not a checkpoint written by `curate train`",
