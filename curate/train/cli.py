@@ -310,9 +310,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
             tok = Tokenizer.from_file(own)
         else:
             if external:
-                from curate.train.formats import finished_output_files
-
-                texts = iter_texts(finished_output_files(args.data), text_column=args.text_column)
+                texts = iter_texts(input_files(args.data), text_column=args.text_column)
             else:
                 texts = iter_texts(input_files(args.data), "train", val_fraction, args.text_column)
             tok = train_bpe(texts, args.vocab_size)

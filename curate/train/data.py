@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterator
 
@@ -11,6 +12,8 @@ import pyarrow.parquet as pq
 
 from curate.errors import InputError
 from curate.io.base import expand_paths, open_input
+
+log = logging.getLogger("curate.train")
 
 EXTENSIONS = (".parquet", ".jsonl", ".json", ".txt")
 
@@ -33,7 +36,10 @@ def input_files(path: str | list[str]) -> list[str]:
                     shards = json.load(fh).get("shards", [])
                 # the manifest, not a directory listing, says which shards belong to the output; an output that
                 # kept no document has none, and is an empty input (each command says what that means for it)
-                out += sorted(os.path.join(p, s["path"]) for s in shards if _kept(s))
+                kept = sorted(os.path.join(p, s["path"]) for s in shards if _kept(s))
+                if not kept:
+                    log.warning("curate output '%s' kept no documents", p)
+                out += kept
                 continue
             p = os.path.join(p, "data")
         out += expand_paths(p, EXTENSIONS)

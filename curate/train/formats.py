@@ -54,7 +54,7 @@ import numpy as np
 
 from curate.errors import ConfigError, InputError, require
 from curate.train.data import input_files, iter_docs
-from curate.train.shards import RAY_MIN_BYTES, token_dtype
+from curate.train.shards import run_files, token_dtype
 from curate.train.tokenizer import Tokenizer
 
 log = logging.getLogger("curate.train")
@@ -397,23 +397,6 @@ def _done(out_dir: str, src: str, settings: dict[str, Any]) -> dict[str, Any] | 
     return meta
 
 
-def finished_output_files(data: str | list[str]) -> list[str]:
-    """input_files, except that a finished curate output that kept no documents gives no files (not an error)."""
-    out: list[str] = []
-    for p in [data] if isinstance(data, str) else list(data):
-        manifest = os.path.join(p, "manifest.json")
-        if os.path.isdir(os.path.join(p, "data")) and os.path.exists(os.path.join(p, "_SUCCESS")):
-            if os.path.exists(manifest):
-                with open(manifest, encoding="utf-8") as fh:
-                    shards = json.load(fh).get("shards", [])
-                kept = [s for s in shards if s.get("kind") != "rejected" and str(s.get("path", "")).startswith("data/")]
-                if not kept:
-                    log.warning("curate output '%s' kept no documents", p)
-                    continue
-        out += input_files(p)
-    return out
-
-
 def _check_out_dir(out_dir: str, fmt: str) -> None:
     """Refuse to mix formats in one directory."""
     mine = os.path.join(out_dir, MANIFEST)
@@ -470,7 +453,7 @@ def build_formatted(
     bos_id = resolve_bos(tok, bos)
     tokenizer_name = tokenizer_name or os.path.join(out_dir, "tokenizer.json")
     settings = _settings(tok, bos_id, fmt, shard_tokens, shuffle_seed, text_column)
-    files = finished_output_files(data)
+    files = input_files(data)  # a finished output that kept no documents gives none
     metas: dict[str, dict[str, Any]] = {}
     todo = []
     for f in files:
@@ -481,25 +464,8 @@ def build_formatted(
             metas[f] = meta
     if metas:
         log.info("%s shards: %d of %d files already done in %s", fmt, len(metas), len(files), out_dir)
-    size = sum(os.path.getsize(f) for f in todo)
-    use_ray = parallel == "ray" or (parallel == "auto" and size >= RAY_MIN_BYTES and len(todo) > 1)
     args = (tok.to_str(), tok.eos_token, bos_id, fmt, out_dir, shard_tokens, shuffle_seed, text_column, tokenizer_name)
-    if todo and use_ray:  # the same scheme as curate's own shards (shards.build_shards)
-        import ray
-
-        from curate.engine.ray import ensure_ray
-
-        where = ensure_ray(address)
-        log.info("tokenizing %d files (%.1f MB) on Ray (%s)", len(todo), size / 1e6, where)
-        remote = ray.remote(num_cpus=1)(tokenize_unit)
-        tok_ref = ray.put(args[0])
-        refs = [remote.remote(f, tok_ref, *args[1:]) for f in todo]
-        for f, meta in zip(todo, ray.get(refs)):
-            metas[f] = meta
-    else:
-        for n, f in enumerate(todo):
-            log.info("tokenizing %s (%d/%d)", f, n + 1, len(todo))
-            metas[f] = tokenize_unit(f, *args)
+    metas.update(run_files(tokenize_unit, todo, args, parallel, address))  # as curate's own shards
 
     units = [metas[f] for f in files]
     units = [units[i] for i in unit_order([u["key"] for u in units], shuffle_seed)]

@@ -49,6 +49,30 @@ def _fingerprint(src: str, tokenizer_sha: str, val_fraction: float, text_column:
     }
 
 
+def run_files(fn: Any, todo: list[str], args: tuple, parallel: str, address: str | None) -> dict[str, Any]:
+    """fn(file, *args) for every file of `todo` -> {file: its result}: on Ray (one CPU a file; args[0], the
+    tokenizer's JSON, put in the object store once) when `parallel` is "ray", or "auto" and the files are large and
+    several; else one after another here. Shared by curate's own shards and the other formats (formats.py)."""
+    size = sum(os.path.getsize(f) for f in todo)
+    use_ray = parallel == "ray" or (parallel == "auto" and size >= RAY_MIN_BYTES and len(todo) > 1)
+    if todo and use_ray:
+        import ray
+
+        from curate.engine.ray import ensure_ray
+
+        where = ensure_ray(address)
+        log.info("tokenizing %d files (%.1f MB) on Ray (%s)", len(todo), size / 1e6, where)
+        remote = ray.remote(num_cpus=1)(fn)
+        tok_ref = ray.put(args[0])
+        refs = [remote.remote(f, tok_ref, *args[1:]) for f in todo]
+        return dict(zip(todo, ray.get(refs)))
+    out = {}
+    for n, f in enumerate(todo):
+        log.info("tokenizing %s (%d/%d)", f, n + 1, len(todo))
+        out[f] = fn(f, *args)
+    return out
+
+
 def tokenize_file(
     src: str, tokenizer_json: str, eos_token: str, out_dir: str, val_fraction: float, text_column: str
 ) -> dict[str, Any]:
@@ -164,25 +188,8 @@ def build_shards(
             metas[f] = meta
     if metas:
         log.info("token shards: %d of %d files already done in %s", len(metas), len(files), out_dir)
-    size = sum(os.path.getsize(f) for f in todo)
-    use_ray = parallel == "ray" or (parallel == "auto" and size >= RAY_MIN_BYTES and len(todo) > 1)
     args = (tok.to_str(), tok.eos_token, out_dir, val_fraction, text_column)
-    if todo and use_ray:
-        import ray
-
-        from curate.engine.ray import ensure_ray
-
-        where = ensure_ray(address)
-        log.info("tokenizing %d files (%.1f MB) on Ray (%s)", len(todo), size / 1e6, where)
-        remote = ray.remote(num_cpus=1)(tokenize_file)
-        tok_ref = ray.put(args[0])
-        refs = [remote.remote(f, tok_ref, *args[1:]) for f in todo]
-        for f, meta in zip(todo, ray.get(refs)):
-            metas[f] = meta
-    else:
-        for n, f in enumerate(todo):
-            log.info("tokenizing %s (%d/%d)", f, n + 1, len(todo))
-            metas[f] = tokenize_file(f, *args)
+    metas.update(run_files(tokenize_file, todo, args, parallel, address))
     units = [metas[f] for f in files]
     keys = {u["key"] for u in units}
     for name in os.listdir(out_dir):  # units of files no longer in the input, and temporaries of a crash
