@@ -19,6 +19,10 @@ class Output:
     compression_level: int | None = None
     # Write rejected documents under OUT/rejected/<stage>/ (they are counted either way).
     write_rejected: bool = True
+    # A local tokenizer.json: stats.json, the run table and the report count tokens (in, kept and rejected per
+    # stage) besides words and bytes, and the stages that count tokens (token_budget, mix, score_top,
+    # score_buckets) use it unless they name their own; `curate run --tokenizer` sets it for one run.
+    tokenizer: str | None = None
 
 
 @dataclass(kw_only=True)

@@ -40,6 +40,25 @@ def junk(n: int, seed: int = 1) -> list[str]:
     ]
 
 
+def gpt2_layout_tokenizer(path: Path, texts: list[str], vocab_size: int = 500) -> Path:
+    """Train a byte-level BPE in GPT-2's layout (ByteLevel pre-tokenizer and decoder, <|endoftext|> its one special)
+    on `texts` and save it to `path` as tokenizer.json (nothing downloaded); returns path."""
+    import tokenizers as tk
+
+    tok = tk.Tokenizer(tk.models.BPE())
+    tok.pre_tokenizer = tk.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = tk.decoders.ByteLevel()
+    trainer = tk.trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=tk.pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    tok.save(str(path))
+    return path
+
+
 def write_output(out: Path, texts: list[str], shards: int = 2, id_prefix: str = "doc") -> Path:
     """A finished curate output: OUT/data/part-*.parquet, manifest.json and _SUCCESS."""
     (out / "data").mkdir(parents=True, exist_ok=True)

@@ -15,12 +15,26 @@ if TYPE_CHECKING:
     from curate.config import Pipeline
 
 COLUMNS = ("stage", "uses", "docs_in", "kept", "rejected", "words_out", "seconds", "reasons")
-_HEADERS = {"docs_in": "in", "words_out": "words out", "reasons": "top reasons"}
+_HEADERS = {"docs_in": "in", "words_out": "words out", "tokens_out": "tokens out", "reasons": "top reasons"}
+
+
+def columns(stats: dict[str, Any]) -> tuple[str, ...]:
+    """The table's columns: COLUMNS, and tokens_out after words_out when the pipeline counted tokens."""
+    if "tokenizer" not in stats:
+        return COLUMNS
+    at = COLUMNS.index("words_out") + 1
+    return COLUMNS[:at] + ("tokens_out",) + COLUMNS[at:]
+
+
+def _numbers(stats: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(c for c in columns(stats) if c in ("docs_in", "kept", "rejected", "words_out", "tokens_out"))
 
 
 def stats_rows(stats: dict[str, Any]) -> list[dict[str, Any]]:
     """The rows of the table `curate run` prints (curate.cli.format_stats): one per stage, the input pseudo-stage
-    only where it rejected something; `reasons` in full (the printed table shows the top three)."""
+    only where it rejected something; `reasons` in full (the printed table shows the top three); `tokens_out` when
+    the pipeline counted tokens."""
+    tokens = "tokenizer" in stats
     return [
         {
             "stage": s["id"],
@@ -29,6 +43,7 @@ def stats_rows(stats: dict[str, Any]) -> list[dict[str, Any]]:
             "kept": s["kept"],
             "rejected": s["rejected"],
             "words_out": s.get("words_out", 0),
+            **({"tokens_out": s.get("tokens_out", 0)} if tokens else {}),
             "seconds": s["seconds"],
             "reasons": dict(s["reasons"]),
         }
@@ -83,14 +98,14 @@ class RunResult(dict):
 
     def table(self) -> list[dict[str, Any]]:
         """The rows of the table `curate run` prints, as dicts (stage, uses, docs_in, kept, rejected, words_out,
-        seconds, reasons)."""
+        tokens_out with a pipeline tokenizer, seconds, reasons)."""
         return stats_rows(self)
 
     def to_pandas(self) -> pd.DataFrame:
         """The table as a pandas DataFrame indexed by stage."""
         import pandas as pd
 
-        return pd.DataFrame(self.table(), columns=list(COLUMNS)).set_index("stage")
+        return pd.DataFrame(self.table(), columns=list(columns(self))).set_index("stage")
 
     def open(self) -> OutputData:
         """The output's documents, kept and rejected (curate.open(OUT))."""
@@ -117,12 +132,12 @@ class RunResult(dict):
         p.text(str(self))
 
     def _repr_html_(self) -> str:
-        heads = "".join(f"<th>{html.escape(_HEADERS.get(c, c))}</th>" for c in COLUMNS if c != "uses")
+        heads = "".join(f"<th>{html.escape(_HEADERS.get(c, c))}</th>" for c in columns(self) if c != "uses")
         rows = []
         for r in self.table():
             cells = [
                 f"<td><b>{html.escape(r['stage'])}</b> <small>{html.escape(r['uses'])}</small></td>",
-                *(f'<td style="text-align:right">{r[c]:,}</td>' for c in ("docs_in", "kept", "rejected", "words_out")),
+                *(f'<td style="text-align:right">{r[c]:,}</td>' for c in _numbers(self)),
                 f'<td style="text-align:right">{r["seconds"]:.1f}</td>',
                 f"<td>{html.escape(_top(r['reasons']))}</td>",
             ]
@@ -138,13 +153,13 @@ class RunResult(dict):
 
         t = Table(title=_headline(self), title_justify="left", caption=f"output: {self.data}", caption_justify="left")
         t.add_column("stage")
-        for c in ("docs_in", "kept", "rejected", "words_out", "seconds"):
+        for c in (*_numbers(self), "seconds"):
             t.add_column(_HEADERS.get(c, c), justify="right")
         t.add_column("top reasons")
         for r in self.table():
             t.add_row(
                 r["stage"],
-                *(f"{r[c]:,}" for c in ("docs_in", "kept", "rejected", "words_out")),
+                *(f"{r[c]:,}" for c in _numbers(self)),
                 f"{r['seconds']:.1f}",
                 _top(r["reasons"]),
             )

@@ -244,10 +244,19 @@ def format_stats(stats: dict[str, Any], out: str, report: str | None = None) -> 
     words = f"; {stats['output_words']:,} words kept" if "output_words" in stats else ""
     if stats.get("input_words"):
         words += f" of {stats['input_words']:,}"
+    tokens = "tokenizer" in stats  # the pipeline named one: tokens in the headline and a column
+    if tokens:
+        words += f", {stats['output_tokens']:,} tokens"
+        if stats["input_tokens"]:
+            words += f" of {stats['input_tokens']:,}"
+        if stats.get("written_tokens", stats["output_tokens"]) != stats["output_tokens"]:
+            words += f" ({stats['written_tokens']:,} written with copies)"
     lines = [
         f"{stats['pipeline']}: {stats['input_docs']:,} documents in, {stats['output_docs']:,} kept, "
         f"{stats['rejected_docs']:,} rejected{words} ({stats['seconds']:.1f}s, {stats['runner']} runner)",
-        f"{'stage':<22}{'in':>10}{'kept':>10}{'rejected':>10}{'words out':>12}{'seconds':>9}  top reasons",
+        f"{'stage':<22}{'in':>10}{'kept':>10}{'rejected':>10}{'words out':>12}"
+        + (f"{'tokens out':>13}" if tokens else "")
+        + f"{'seconds':>9}  top reasons",
     ]
     for s in stats["stages"]:
         if s["id"] == "input" and not s["rejected"]:
@@ -255,7 +264,8 @@ def format_stats(stats: dict[str, Any], out: str, report: str | None = None) -> 
         top = ", ".join(f"{k} {v:,}" for k, v in list(s["reasons"].items())[:3])
         lines.append(
             f"{s['id']:<22}{s['docs_in']:>10,}{s['kept']:>10,}{s['rejected']:>10,}{s.get('words_out', 0):>12,}"
-            f"{s['seconds']:>9.1f}  {top}"
+            + (f"{s.get('tokens_out', 0):>13,}" if tokens else "")
+            + f"{s['seconds']:>9.1f}  {top}"
         )
     lines.append(f"output: {out}/data  (rejected: {out}/rejected, stats: {out}/stats.json)")
     if report:

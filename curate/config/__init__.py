@@ -168,6 +168,7 @@ def _build(
     engine = _load_engine(data, doc)
     _default_batch_rows(data["input"], reader, engine.batch_rows)
     stages = _load_stages(data, doc)
+    _count_tokens_with(stages, output.tokenizer, doc)
     resolved = {
         "name": name,
         **({"description": data["description"]} if "description" in data else {}),
@@ -293,7 +294,35 @@ def _load_output(data: dict[str, Any], doc: LocatedYaml, name: str) -> Output:
         output.path = os.path.abspath(output.path)
     if output.shard_rows < 1:
         raise ConfigError(f"{doc.where('output', 'shard_rows')}: output.shard_rows must be at least 1")
+    if output.tokenizer is not None:
+        if not os.path.isfile(output.tokenizer):
+            raise ConfigError(
+                f"{doc.where('output', 'tokenizer')}: output.tokenizer '{output.tokenizer}' is not a file",
+                hint="give a local tokenizer.json (the one your trainer uses; `curate train` writes one)",
+            )
+        output.tokenizer = os.path.abspath(output.tokenizer)  # the workers' cwd may differ
     return output
+
+
+def _count_tokens_with(stages: list[StageSpec], tokenizer: str | None, doc: LocatedYaml) -> None:
+    """Stages that count tokens (`counts_tokens`: token_budget, mix, score_top, score_buckets) count them with the
+    pipeline's tokenizer unless they name their own, so that their budgets and cuts are in the tokens stats.json
+    counts and `curate tokenize` writes; naming a different one is an error."""
+    if tokenizer is None:
+        return
+    for i, spec in enumerate(stages):
+        if not getattr(spec.cls, "counts_tokens", False):
+            continue
+        own = spec.params.get("tokenizer")
+        if own is None:
+            spec.params["tokenizer"] = tokenizer
+            spec.__dict__.pop("stage", None)  # built again with it
+        elif os.path.abspath(own) != tokenizer:
+            raise ConfigError(
+                f"{doc.where('stages', i, 'with', 'tokenizer')}: stage '{spec.id}' counts tokens with '{own}' but "
+                f"the pipeline counts them with '{tokenizer}' (output.tokenizer)",
+                hint="drop the stage's tokenizer (it then uses the pipeline's), or name the same file in both",
+            )
 
 
 def _load_engine(data: dict[str, Any], doc: LocatedYaml) -> Engine:

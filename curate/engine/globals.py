@@ -17,7 +17,8 @@ from curate import inflight
 from curate.engine.isolate import Isolated, Limits, Sandbox, guarded
 from curate.engine.segment import declared_columns, setup_stage
 from curate.errors import StageError
-from curate.output.figures import Figures
+from curate.output.figures import UNITS, Figures
+from curate.output.measure import attach_figures, doc_sizes
 from curate.output.sink import SideWriter
 from curate.schema import FIGURES, ID, REASON, RESERVED, STAGE, UNIT, split_live
 from curate.stage import Stage, check_reasons
@@ -248,6 +249,7 @@ def run_global(ctx: GlobalContext, docs: Any) -> tuple[Any, Stage]:
     """Build and set up the stage, let it transform the documents, and finish its rows (reasons, columns)."""
     stage = ctx.spec.build()
     setup_stage(ctx.sid, stage)
+    docs = docs.all_batches(InputSizes(ctx.sid, ctx.writer.output.tokenizer))
     out = stage.apply_global(reject_later_copies(docs, ctx.sid))  # type: ignore[attr-defined]
     # Documents its derive() functions isolated as poison (they ran by now: a stage collects, materializes or
     # joins what it derives before it decides) are rejected with its own decisions.
@@ -259,6 +261,26 @@ def run_global(ctx: GlobalContext, docs: Any) -> tuple[Any, Stage]:
         return finish_global(t, stage, ctx.sid, ctx.input_names)
 
     return out.all_batches(finish), stage
+
+
+class InputSizes:
+    """Sizes (words, bytes, tokens) of the live documents as they reach a global stage: its `into` figures, riding on
+    the batch like a row stage's. A stage that rewrites text (line, substring and paragraph dedup) hands on less than
+    it got, so its input cannot be inferred from its output."""
+
+    def __init__(self, sid: str, tokenizer: str | None) -> None:
+        self.sid = sid
+        self.tokenizer = tokenizer
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        split = split_live(batch)
+        if split.body.num_rows == 0:
+            return batch
+        figures = Figures()
+        fig = figures.stage(self.sid)
+        for unit, per_doc in zip(UNITS, doc_sizes(split.body, self.tokenizer)):
+            fig.flow(unit).into = int(per_doc.sum())
+        return attach_figures(batch, figures)
 
 
 def _reject_poison(batch: pa.Table, poison: dict[str, dict[str, str]], sid: str) -> pa.Table:

@@ -174,7 +174,9 @@ class LocalExecutor:
         for seg in phase.segments:
             if seg.kind == "row":
                 engine = self.pipeline.engine
-                runner = SegmentRunner(seg.specs, self.ledger, engine.max_stage_errors, limits_for(seg.specs, engine))
+                limits = limits_for(seg.specs, engine)
+                tokenizer = self.pipeline.output.tokenizer
+                runner = SegmentRunner(seg.specs, self.ledger, engine.max_stage_errors, limits, tokenizer)
                 stream = map(runner, _rebatch(stream, self.pipeline.engine.batch_rows))
             else:
                 ctx = GlobalContext(seg.specs[0], self.ledger, writer, limits_for(seg.specs, self.pipeline.engine))

@@ -169,10 +169,16 @@ class _SegmentActor:
     """An actor of a stateful segment: builds and sets up its stages once."""
 
     def __init__(
-        self, specs: list, reporter: RayReporter, max_errors: int, show_logs: bool, limits: Limits | None
+        self,
+        specs: list,
+        reporter: RayReporter,
+        max_errors: int,
+        show_logs: bool,
+        limits: Limits | None,
+        tokenizer: str | None = None,
     ) -> None:
         worker_logging(show_logs)
-        self.runner = SegmentRunner(specs, reporter, max_errors, limits)
+        self.runner = SegmentRunner(specs, reporter, max_errors, limits, tokenizer)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return self.runner(batch)
@@ -188,7 +194,13 @@ class _SegmentTask:
     cache through this module's globals when called, so its stages are built once per worker process."""
 
     def __init__(
-        self, specs: list, reporter: RayReporter, max_errors: int, show_logs: bool, limits: Limits | None
+        self,
+        specs: list,
+        reporter: RayReporter,
+        max_errors: int,
+        show_logs: bool,
+        limits: Limits | None,
+        tokenizer: str | None = None,
     ) -> None:
         self.token = uuid.uuid4().hex
         self.specs = specs
@@ -196,6 +208,7 @@ class _SegmentTask:
         self.max_errors = max_errors
         self.show_logs = show_logs
         self.limits = limits
+        self.tokenizer = tokenizer
         self.__name__ = "+".join(s.id for s in specs)  # Ray names the operator after the function
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -204,7 +217,8 @@ class _SegmentTask:
             worker_logging(self.show_logs)
             while len(_RUNNERS) >= 4:  # a worker outlives runs: older segments' runners (and children) go
                 _RUNNERS.pop(next(iter(_RUNNERS)))._sandbox.close()
-            runner = _RUNNERS[self.token] = SegmentRunner(self.specs, self.reporter, self.max_errors, self.limits)
+            runner = SegmentRunner(self.specs, self.reporter, self.max_errors, self.limits, self.tokenizer)
+            _RUNNERS[self.token] = runner
         return runner(batch)
 
 
@@ -340,13 +354,21 @@ class RayExecutor:
             with _remote_args_allowed():
                 return ds.map_batches(
                     _SegmentActor,
-                    fn_constructor_args=(seg.specs, self.reporter, engine.max_stage_errors, verbose(), limits),
+                    fn_constructor_args=(
+                        seg.specs,
+                        self.reporter,
+                        engine.max_stage_errors,
+                        verbose(),
+                        limits,
+                        self.pipeline.output.tokenizer,
+                    ),
                     compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
                     **opts,
                 )
         if seg.kind == "row":
             opts["max_retries"] = engine.task_retries  # a dead worker's task runs again this often, not forever
-            task = _SegmentTask(seg.specs, self.reporter, engine.max_stage_errors, verbose(), limits)
+            tokenizer = self.pipeline.output.tokenizer
+            task = _SegmentTask(seg.specs, self.reporter, engine.max_stage_errors, verbose(), limits, tokenizer)
             with _remote_args_allowed():
                 return ds.map_batches(task, **opts)
         ctx = GlobalContext(seg.specs[0], self.reporter, writer, limits_for(seg.specs, engine))

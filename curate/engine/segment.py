@@ -20,7 +20,7 @@ from curate import inflight
 from curate.config import StageSpec
 from curate.engine.isolate import Failure, Isolated, Limits, Sandbox, guarded
 from curate.errors import CurateError, StageError
-from curate.output.figures import Figures
+from curate.output.figures import UNITS, Figures
 from curate.output.measure import attach_figures, doc_sizes, stage_sizes
 from curate.schema import FIGURES, REASON, STAGE, UNIT, conform, split_live, with_reserved
 from curate.stage import Stage, StageResult, check_reasons
@@ -84,8 +84,14 @@ class SegmentRunner:
     record that crashes, hangs or exhausts it is rejected alone; without, in this process (for a debugger)."""
 
     def __init__(
-        self, specs: list[StageSpec], reporter: Reporter, max_stage_errors: int = 100, limits: Limits | None = None
+        self,
+        specs: list[StageSpec],
+        reporter: Reporter,
+        max_stage_errors: int = 100,
+        limits: Limits | None = None,
+        tokenizer: str | None = None,
     ) -> None:
+        self.tokenizer = tokenizer  # the pipeline's (output.tokenizer): sizes in tokens too
         self.ids = [s.id for s in specs]
         self.stages: list[Stage] = [s.build() for s in specs]
         self.reporter = reporter
@@ -137,7 +143,8 @@ class SegmentRunner:
         out: list[pa.Table] = []
         figures = Figures()
         errors: dict[str, list] = {}
-        sizes = doc_sizes(work)  # words and bytes per live row, recounted only after a stage that changed text
+        # words, bytes and tokens per live row, recounted only after a stage that changed text
+        sizes = doc_sizes(work, self.tokenizer)
         for k, (sid, stage) in enumerate(zip(self.ids, self.stages)):
             if work.num_rows == 0:
                 break
@@ -150,7 +157,7 @@ class SegmentRunner:
             for doc_id, _ in errors.pop(_OOM, []):
                 fig.failures.append({"id": doc_id, "reason": _OOM, "detail": "MemoryError at the memory limit"})
             if result.reasons is None:
-                sizes = stage_sizes(fig, sizes, work, result.table, None, result.table)
+                sizes = stage_sizes(fig, sizes, work, result.table, None, result.table, self.tokenizer)
                 work = result.table
                 continue
             keep = pc.is_null(result.reasons)
@@ -160,7 +167,7 @@ class SegmentRunner:
             rows = _with_rejected_columns(work.filter(drop), result.table.filter(drop), stage)  # as they entered
             out.append(_rejected_rows(rows, why, sid, meta.filter(drop)))
             kept = _without_rejected_columns(result.table.filter(keep), stage, work)
-            sizes = stage_sizes(fig, sizes, work, result.table, keep, kept)
+            sizes = stage_sizes(fig, sizes, work, result.table, keep, kept, self.tokenizer)
             work = kept
             meta = meta.filter(keep)
             origin = origin[keep.to_numpy(zero_copy_only=False)]
@@ -241,12 +248,13 @@ class SegmentRunner:
         sid = self.ids[k]
         row = batch.slice(iso.row, 1)
         doc_id = row.column("id")[0].as_py() if "id" in row.column_names else "?"
-        words, nbytes = (int(a[0]) for a in doc_sizes(split_live(row).body))
+        sizes = [int(a[0]) for a in doc_sizes(split_live(row).body, self.tokenizer)]
         fig = Figures()
         for j, other in enumerate(self.ids[: k + 1]):
             f = fig.stage(other)
             f.docs_in = 1
-            for flow, n in ((f.words, words), (f.bytes, nbytes)):
+            for unit, n in zip(UNITS, sizes):
+                flow = f.flow(unit)
                 flow.into = n  # (its size rejected is counted by the writer, from the row itself)
                 if j < k:
                     flow.kept = flow.out = n

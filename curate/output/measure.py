@@ -1,9 +1,12 @@
-"""Measuring a batch: the words and bytes of its documents, and the figures it carries to the writer.
+"""Measuring a batch: the words, bytes and tokens of its documents, and the figures it carries to the writer.
 
-A document's size is its text (words and UTF-8 bytes), or, before extraction (no text yet), its HTML payload
-(bytes, no words). Words are a cheap proxy: the runs of non-whitespace in the text, whitespace as Python's
-str.split() has it (ASCII and Unicode), counted with numpy on the UTF-8 bytes in one pass per batch (1.8x faster
-than pyarrow's utf8_split_whitespace, which builds every word); the word filters' own spaCy-style tokens differ.
+A document's size is its text (words, UTF-8 bytes and, when the pipeline names a tokenizer (`output.tokenizer`),
+tokens), or, before extraction (no text yet), its HTML payload (bytes; no words, no tokens). Tokens are the length
+of the tokenizer's encoding of the text without special tokens, as `curate tokenize` writes it before each
+document's EOS, so that stats.json's tokens are the tokenized output's, document for document. Words are a cheap
+proxy: the runs of non-whitespace in the text, whitespace as Python's str.split() has it (ASCII and Unicode),
+counted with numpy on the UTF-8 bytes in one pass per batch (1.8x faster than pyarrow's utf8_split_whitespace,
+which builds every word); the word filters' own spaCy-style tokens differ.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.output.figures import Figures, Sizes, StageFigures
-from curate.schema import FIGURES, HTML, REASON, STAGE, TEXT
+from curate.output.figures import UNITS, Figures, Sizes, StageFigures
+from curate.schema import COPIES, FIGURES, HTML, REASON, STAGE, TEXT
 
 _ASCII_SPACE = np.zeros(256, bool)
 _ASCII_SPACE[[9, 10, 11, 12, 13, 28, 29, 30, 31, 32]] = True
@@ -57,22 +60,31 @@ def word_counts(text: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
-def doc_sizes(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-    """(words, bytes) of every row of `table` as int64 arrays (see above)."""
+Sized = tuple[np.ndarray, np.ndarray, np.ndarray]  # words, bytes, tokens per row
+
+
+def doc_sizes(table: pa.Table, tokenizer: str | None = None) -> Sized:
+    """(words, bytes, tokens) of every row of `table` as int64 arrays (see above); tokens are 0 without
+    `tokenizer` (a local tokenizer.json)."""
     n = table.num_rows
     words = np.zeros(n, np.int64)
     nbytes = np.zeros(n, np.int64)
+    tokens = np.zeros(n, np.int64)
     text = table.column(TEXT) if TEXT in table.column_names else None
     if text is not None and n and text.null_count < n:
         if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
             text = pc.cast(text, pa.string())
         words = word_counts(text)
         nbytes = np.asarray(pc.fill_null(pc.binary_length(text), 0).to_numpy(zero_copy_only=False), np.int64)
+        if tokenizer is not None:
+            from curate.train.tokenizer import count_tokens
+
+            tokens = count_tokens([t or "" for t in text.to_pylist()], tokenizer)
     if HTML in table.column_names and n:
         html = np.asarray(pc.fill_null(pc.binary_length(table.column(HTML)), 0).to_numpy(zero_copy_only=False))
         no_text = np.ones(n, bool) if text is None else np.asarray(text.is_null().to_numpy(zero_copy_only=False))
         nbytes = np.where(no_text, html.astype(np.int64), nbytes)
-    return words, nbytes
+    return words, nbytes, tokens
 
 
 def same_content(before: pa.Table, after: pa.Table) -> bool:
@@ -96,47 +108,72 @@ def same_content(before: pa.Table, after: pa.Table) -> bool:
 
 def stage_sizes(
     fig: StageFigures,
-    sizes: tuple[np.ndarray, np.ndarray],
+    sizes: Sized,
     before: pa.Table,
     after: pa.Table,
     keep: pa.Array | None,
     kept: pa.Table,
-) -> tuple[np.ndarray, np.ndarray]:
+    tokenizer: str | None = None,
+) -> Sized:
     """Set one stage's sizes in its figures: in (the rows it got), kept (its kept rows as they entered) and out
     (its kept rows as it left them); returns the sizes of `kept`, the next stage's input."""
-    words, nbytes = sizes
-    mask = np.ones(len(words), bool) if keep is None else np.asarray(keep.to_numpy(zero_copy_only=False), bool)
-    out = (words[mask], nbytes[mask]) if same_content(before, after) else doc_sizes(kept)
-    for flow, per_doc, left in ((fig.words, words, out[0]), (fig.bytes, nbytes, out[1])):
+    n = len(sizes[0])
+    mask = np.ones(n, bool) if keep is None else np.asarray(keep.to_numpy(zero_copy_only=False), bool)
+    if same_content(before, after):
+        out: Sized = (sizes[0][mask], sizes[1][mask], sizes[2][mask])
+    else:
+        out = doc_sizes(kept, tokenizer)
+    for unit, per_doc, left in zip(UNITS, sizes, out):
+        flow = fig.flow(unit)
         flow.into = int(per_doc.sum())
         flow.kept = int(per_doc[mask].sum())
         flow.out = int(left.sum())
     return out
 
 
-def written_figures(table: pa.Table) -> Figures:
-    """Sizes of a bundle's rows: each stage's rejected rows by reason (as they entered that stage) and the kept
-    rows (`written`). Counted here, from the rows themselves, so every stage's rejections count once."""
-    words, nbytes = doc_sizes(table)
-    if REASON not in table.column_names or table.column(REASON).null_count == table.num_rows:
-        return Figures(written=Sizes(int(words.sum()), int(nbytes.sum())))
-    rejected = np.asarray(table.column(REASON).is_valid().to_numpy(zero_copy_only=False), bool)
-    out = Figures(written=Sizes(int(words[~rejected].sum()), int(nbytes[~rejected].sum())))
+def _sums(sizes: Sized, mask: np.ndarray | None = None, times: np.ndarray | None = None) -> Sizes:
+    def total(a: np.ndarray) -> int:
+        a = a if mask is None else a[mask]
+        return int(a.sum() if times is None else (a * times).sum())
+
+    return Sizes(*(total(a) for a in sizes))
+
+
+def written_figures(table: pa.Table, tokenizer: str | None = None) -> Figures:
+    """Sizes of a bundle's rows: each stage's rejected rows by reason (as they entered that stage), the kept rows
+    (`written`) and the extra copies the writer adds for kept rows with COPIES k > 1 (k - 1 each). Counted here, from
+    the rows themselves, so every stage's rejections count once."""
+    sizes = doc_sizes(table, tokenizer)
+    live = (
+        np.ones(table.num_rows, bool)
+        if REASON not in table.column_names
+        else ~np.asarray(table.column(REASON).is_valid().to_numpy(zero_copy_only=False), bool)
+    )
+    out = Figures(written=_sums(sizes, live))
+    if COPIES in table.column_names:
+        extra = np.maximum(pc.fill_null(table.column(COPIES), 1).to_numpy(zero_copy_only=False).astype(np.int64) - 1, 0)
+        out.copies = _sums(sizes, live, extra[live])
+    if live.all():
+        return out
+    rejected = ~live
     rows = table.filter(pa.array(rejected))
     stages = pc.fill_null(rows.column(STAGE), "unknown") if STAGE in rows.column_names else None
     keys = rows.column(REASON) if stages is None else pc.binary_join_element_wise(stages, rows.column(REASON), "\x00")
     enc = pc.dictionary_encode(keys).combine_chunks()
     idx = np.asarray(enc.indices.to_numpy(zero_copy_only=False), np.int64)
     groups = enc.dictionary.to_pylist()
-    by_words = np.zeros(len(groups), np.int64)
-    by_bytes = np.zeros(len(groups), np.int64)
-    np.add.at(by_words, idx, words[rejected])  # integer sums (bincount's weights would go through float64)
-    np.add.at(by_bytes, idx, nbytes[rejected])
-    for g, w, b in zip(groups, by_words, by_bytes):
+    by_unit = []
+    for per_doc in sizes:
+        sums = np.zeros(len(groups), np.int64)
+        np.add.at(sums, idx, per_doc[rejected])  # integer sums (bincount's weights would go through float64)
+        by_unit.append(sums)
+    for j, g in enumerate(groups):
         stage, reason = g.split("\x00", 1) if stages is not None else ("unknown", g)
         fig = out.stage(stage)
-        fig.words.rejected[reason] = fig.words.rejected.get(reason, 0) + int(w)
-        fig.bytes.rejected[reason] = fig.bytes.rejected.get(reason, 0) + int(b)
+        for unit, sums in zip(UNITS, by_unit):
+            if sums[j] or unit != "tokens":
+                rej = fig.flow(unit).rejected
+                rej[reason] = rej.get(reason, 0) + int(sums[j])
     return out
 
 
@@ -160,12 +197,13 @@ def attach_figures(table: pa.Table, figures: Figures) -> pa.Table:
     return table.set_column(table.schema.get_field_index(FIGURES), FIGURES, pa.concat_arrays([head, col.slice(1)]))
 
 
-def collect_figures(table: pa.Table) -> Figures:
-    """The sum of the figures the rows of `table` carry, plus the sizes of its rows as the writer sees them."""
+def collect_figures(table: pa.Table, tokenizer: str | None = None) -> Figures:
+    """The sum of the figures the rows of `table` carry, plus the sizes of its rows as the writer sees them
+    (tokens with `tokenizer`, the pipeline's)."""
     out = Figures()
     if FIGURES in table.column_names and table.column(FIGURES).null_count != table.num_rows:
         for value in table.column(FIGURES).drop_null().to_pylist():
             out.add(Figures.from_json(value))
     if table.num_rows:
-        out.add(written_figures(table))
+        out.add(written_figures(table, tokenizer))
     return out

@@ -72,7 +72,7 @@ class ShardWriter:
         if UNIT in table.column_names:
             units = pc.value_counts(pc.fill_null(table.column(UNIT), "")).to_pylist()
             record["units"] = {u["values"]: u["counts"] for u in units}
-        record["figures"] = collect_figures(table).to_dict()
+        record["figures"] = collect_figures(table, self.output.tokenizer).to_dict()
         if self.phase == 0 and UNIT in table.column_names:
             record["ids"] = self._write_ids(table, write_id)
         split = split_live(with_reserved(table))

@@ -1,7 +1,8 @@
 """stats.json: every figure of a run, built from its commit records, and the conservation checks.
 
-Documents come from the rows each commit wrote (kept, and rejected by stage and reason); seconds, counters, words
-and bytes from the figures that rode with those rows (curate.output.figures), so every figure is exact under retries.
+Documents come from the rows each commit wrote (kept, and rejected by stage and reason); seconds, counters, words,
+bytes and tokens from the figures that rode with those rows (curate.output.figures), so every figure is exact under
+retries. Tokens are counted only when the pipeline names a tokenizer (output.tokenizer).
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ def build_stats(
             "rejected" + (f" (rejections from unknown stages {sorted(unknown)})" if unknown else ""),
             hint=BUG_HINT,
         )
-    sizes_conserved = add_sizes(entries, figures, layout, counts.written)
+    units = UNITS if pipeline.output.tokenizer else tuple(u for u in UNITS if u != "tokens")
+    sizes_conserved = add_sizes(entries, figures, layout, counts.written, units)
     if not sizes_conserved:
-        log.warning("word and byte figures in stats.json do not add up (stage in = kept + rejected)")
+        log.warning("size figures in stats.json do not add up (stage in = kept + rejected)")
     errors = {
         sid: n
         for sid, reasons in counts.rejected.items()
@@ -73,8 +75,22 @@ def build_stats(
         "input_bytes": entries[0]["bytes_in"],
         "output_words": counts.written[-1].words,
         "output_bytes": counts.written[-1].bytes,
+        **(_token_totals(pipeline.output.tokenizer, entries, counts) if "tokens" in units else {}),
         "sizes_conserved": sizes_conserved,
         "stages": entries,
+    }
+
+
+def _token_totals(tokenizer: str, entries: list[dict[str, Any]], counts: _Counts) -> dict[str, Any]:
+    """The run's token figures: in, kept (each kept document once), and written: what OUT/data holds, the extra
+    copies of documents kept more than once (repeat, mix) included, which is what `curate tokenize` packs (its
+    special tokens aside)."""
+    written = counts.written[-1].tokens
+    return {
+        "tokenizer": tokenizer,
+        "input_tokens": entries[0]["tokens_in"],
+        "output_tokens": written,
+        "written_tokens": written + counts.copies.tokens,
     }
 
 
@@ -96,6 +112,7 @@ class _Counts:
         self.docs_in: list[int] = []  # per phase
         self.kept: list[int] = []  # per phase
         self.written: list[Sizes] = []  # per phase: the sizes it wrote as kept
+        self.copies = Sizes()  # the sizes of the extra copies the last phase wrote (repeat, mix)
 
 
 def _phase_counts(phases: list[int], state: RunState) -> _Counts:
@@ -130,6 +147,7 @@ def _phase_counts(phases: list[int], state: RunState) -> _Counts:
         counts.docs_in.append(docs_in)
         counts.kept.append(kept)
         counts.written.append(wrote.written)
+        counts.copies = wrote.copies  # only the last phase writes OUT/data, and copies
     return counts
 
 
@@ -163,18 +181,22 @@ def _stage_entries(
 
 
 def add_sizes(
-    entries: list[dict[str, Any]], figures: Figures, layout: dict[str, tuple[str, int]], written: list[Sizes]
+    entries: list[dict[str, Any]],
+    figures: Figures,
+    layout: dict[str, tuple[str, int]],
+    written: list[Sizes],
+    units: tuple[str, ...] = ("words", "bytes"),
 ) -> bool:
-    """Add words and bytes in, kept, out and rejected by reason to stats.json's stage entries (the input first).
+    """Add sizes (`units`: words, bytes and, with a pipeline tokenizer, tokens) in, kept, out and rejected by reason
+    to stats.json's stage entries (the input first).
     `written` holds the sizes each phase wrote as kept; rejections come from the writer. Row stages measure their
-    own in, kept and out. A global stage's input is what the phase before it wrote (for one that opens the run:
-    what it rejected and handed on, global stages keep text as it is), its kept ones are its input less its
-    rejections, its output what the next stage of its phase got (or what the phase wrote). The input's kept ones
-    are what the first stage got (or what the run wrote). Returns whether sizes are conserved: in = kept +
-    rejected for every row stage, each stage's output is the next one's input, and the last stage's output is
-    what the run wrote."""
+    own in, kept and out. A global stage's input is measured as the documents reach it, its kept ones are its
+    input less its rejections, its output what the next stage of its phase got (or what the phase wrote). The
+    input's kept ones are what the first stage got (or what the run wrote). Returns whether sizes are conserved:
+    in = kept + rejected for every row stage, each stage's output is the next one's input, and the last stage's
+    output is what the run wrote."""
     ok = True
-    for unit in UNITS:
+    for unit in units:
         flows = _flows(entries, figures, layout, written, unit)
         prev: int | None = None
         for e in entries:
@@ -213,11 +235,8 @@ def _flows(
         nxt = ids[i + 1] if i + 1 < len(ids) else None
         same_phase = nxt is not None and layout.get(nxt) == ("row", phase)
         n_out = flow(nxt).into if nxt is not None and same_phase else written[phase].get(unit)
-        if phase > 0:
-            n_in = written[phase - 1].get(unit)
-            sizes[sid] = (n_in, n_in - flow(sid).rejected_total, n_out)
-        else:
-            sizes[sid] = (n_out + flow(sid).rejected_total, n_out, n_out)
+        n_in = flow(sid).into  # measured as the documents reached it (engine.globals.InputSizes)
+        sizes[sid] = (n_in, n_in - flow(sid).rejected_total, n_out)
     first = ids[1] if len(ids) > 1 else None
     kept = sizes[first][0] if first is not None else written[0].get(unit)
     sizes[INPUT_STAGE] = (kept + flow(INPUT_STAGE).rejected_total, kept, kept)

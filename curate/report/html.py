@@ -67,7 +67,7 @@ def _word_lengths(table: pa.Table) -> np.ndarray:
     if table.num_rows == 0 or "text" not in table.column_names:
         return np.zeros(0)
     has_text = np.asarray(table.column("text").is_valid().to_numpy(zero_copy_only=False), bool)
-    words, _ = doc_sizes(table.select(["text"]))
+    words = doc_sizes(table.select(["text"]))[0]
     return words[has_text].astype(float)
 
 
@@ -158,33 +158,39 @@ def build_report(run: RunOutput, max_rows: int = 10_000, examples: int = 3) -> s
 
 def _funnel(page: Page, stages: list[dict[str, Any]]) -> None:
     """What each stage handed on: the funnel plot and its table (from stats.json)."""
+    tokens = any("tokens_in" in s for s in stages)  # the pipeline named a tokenizer (output.tokenizer)
     page.section(
         "funnel",
         "Funnel",
-        "What each stage handed on (documents, words, bytes), from <code>stats.json</code> (exact counts): a bar "
+        "What each stage handed on (documents, words, bytes"
+        + (", tokens" if tokens else "")
+        + "), from <code>stats.json</code> (exact counts): a bar "
         "shorter than the one above it is what that stage rejected, or removed from the text it kept. Words are "
-        "whitespace-delimited runs of the text; bytes are UTF-8 bytes of the text (of the HTML before extraction).",
+        "whitespace-delimited runs of the text; bytes are UTF-8 bytes of the text (of the HTML before extraction)"
+        + ("; tokens are the pipeline tokenizer's, special tokens not counted" if tokens else "")
+        + ".",
     )
     page.figure("fig-funnel", _plot(plots.funnel, stages), "documents, words and bytes after each stage")
+    keys = ("docs_in", "kept", "rejected", "words_in", "words_out", "bytes_in", "bytes_out")
+    heads = ["documents in", "kept", "rejected", "words in", "words out", "bytes in", "bytes out"]
+    if tokens:
+        keys += ("tokens_in", "tokens_out")
+        heads += ["tokens in", "tokens out"]
     rows = []
     for s in stages:
-        attrs = " ".join(
-            f'data-{k.replace("_", "-")}="{int(s.get(k, 0))}"'
-            for k in ("docs_in", "kept", "rejected", "words_in", "words_out", "bytes_in", "bytes_out")
-        )
+        attrs = " ".join(f'data-{k.replace("_", "-")}="{int(s.get(k, 0))}"' for k in keys)
         rows.append(
             f'<tr data-stage="{html.escape(s["id"])}" {attrs}><td>{html.escape(s["id"])}</td>'
             f"<td>{html.escape(str(s.get('uses', '')))}</td>"
-            + "".join(
-                f'<td class="n">{_n(s.get(k, 0))}</td>'
-                for k in ("docs_in", "kept", "rejected", "words_in", "words_out", "bytes_in", "bytes_out")
-            )
+            + "".join(f'<td class="n">{_n(s.get(k, 0))}</td>' for k in keys)
             + f'<td class="n">{s.get("ms_per_doc", 0.0):.3g}</td></tr>'
         )
     page.add(
-        '<table id="funnel-table"><tr><th>stage</th><th>uses</th><th>documents in</th><th>kept</th>'
-        "<th>rejected</th><th>words in</th><th>words out</th><th>bytes in</th><th>bytes out</th>"
-        "<th>ms/doc</th></tr>" + "".join(rows) + "</table>"
+        '<table id="funnel-table"><tr><th>stage</th><th>uses</th>'
+        + "".join(f"<th>{h}</th>" for h in heads)
+        + "<th>ms/doc</th></tr>"
+        + "".join(rows)
+        + "</table>"
     )
     page.end()
 
@@ -194,8 +200,10 @@ def _rejections(page: Page, stages: list[dict[str, Any]]) -> None:
     page.section(
         "rejections",
         "Rejections by stage and reason",
-        "Each stage's rejected documents by reason, with the words and bytes they held as they entered the stage.",
+        "Each stage's rejected documents by reason, with the words and bytes (and tokens, with a pipeline "
+        "tokenizer) they held as they entered the stage.",
     )
+    tokens = any("tokens_in" in s for s in stages)
     if any(s.get("rejected") for s in stages):
         page.figure("fig-rejections", _plot(plots.rejections, stages), "documents rejected per stage, by reason")
     rows = []
@@ -207,11 +215,16 @@ def _rejections(page: Page, stages: list[dict[str, Any]]) -> None:
                 f'<td>{html.escape(s["id"])}</td><td>{html.escape(reason)}</td><td class="n">{n:,}</td>'
                 f'<td class="n">{share:.1f}%</td><td class="n">{_n(s.get("words_rejected", {}).get(reason, 0))}</td>'
                 f'<td class="n">{_n(s.get("bytes_rejected", {}).get(reason, 0))}</td>'
-                f'<td><a href="#ex-{_slug(s["id"], reason)}">examples</a></td></tr>'
+                + (f'<td class="n">{_n(s.get("tokens_rejected", {}).get(reason, 0))}</td>' if tokens else "")
+                + f'<td><a href="#ex-{_slug(s["id"], reason)}">examples</a></td></tr>'
             )
     page.add(
         '<table id="rejections-table"><tr><th>stage</th><th>reason</th><th>documents</th><th>of stage input</th>'
-        "<th>words</th><th>bytes</th><th></th></tr>" + "".join(rows) + "</table>"
+        "<th>words</th><th>bytes</th>"
+        + ("<th>tokens</th>" if tokens else "")
+        + "<th></th></tr>"
+        + "".join(rows)
+        + "</table>"
         if rows
         else "<p>No document was rejected.</p>"
     )
@@ -438,8 +451,9 @@ def _document(page: Page, run: RunOutput, have_plots: bool) -> str:
         f"{stats.get('seconds', 0):,.1f}s &middot; report written {time.strftime('%Y-%m-%d %H:%M')}</p>"
         f'<p id="summary">{_n(stats.get("input_docs", 0))} documents in ({_n(stats.get("input_words", 0))} words, '
         f"{_n(stats.get('input_bytes', 0))} bytes of text or HTML), <b>{_n(stats.get('output_docs', 0))} kept</b> "
-        f"({_n(stats.get('output_words', 0))} words, {_n(stats.get('output_bytes', 0))} bytes of text), "
-        f"{_n(stats.get('rejected_docs', 0))} rejected.</p>"
+        f"({_n(stats.get('output_words', 0))} words, {_n(stats.get('output_bytes', 0))} bytes of text"
+        + (f", {_n(stats['output_tokens'])} tokens of {_n(stats['input_tokens'])}" if "tokenizer" in stats else "")
+        + f"), {_n(stats.get('rejected_docs', 0))} rejected.</p>"
     )
     nav = "<nav><ul>" + "".join(toc_entry(*entry) for entry in page.toc) + "</ul></nav>"
     return (

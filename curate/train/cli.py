@@ -249,13 +249,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_ablate(args: argparse.Namespace) -> int:
     require_torch()
     from curate.train.ablate import ablate
-    from curate.train.ablate_report import by_arm, format_seeds_table, format_table
     from curate.train.config import load_config
 
     cfg = load_config(args.config, args.overrides)
     out = args.out or os.path.join("runs", f"ablate-{cfg.name}")
     names = args.names.split(",") if args.names else None
-    results = ablate(
+    results = ablate(  # it writes OUT/ablation.md
         cfg,
         args.outputs,
         out,
@@ -265,8 +264,9 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         max_eval_tokens=args.max_eval_tokens,
         seeds=args.seeds,
     )
-    multi = any(len(g) > 1 for g in by_arm(results).values())
-    print((format_seeds_table if multi else format_table)(results, results[0].heldout.name))
+    del results  # the table as written, arms that had nothing to train on included
+    with open(os.path.join(out, "ablation.md"), encoding="utf-8") as fh:
+        print(fh.read().rstrip())
     print(f"ablation: {out}  (ablation.md, ablation.json, ablation.png if matplotlib is installed)")
     return 0
 
@@ -333,8 +333,9 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
             address=args.address,
         )
         print(
-            f"{args.out}: {args.format}, {m['tokens']:,} tokens ({m['docs']:,} docs) in {len(m['shards']):,} shards, "
-            f"{m['dtype']}, vocab {tok.vocab_size:,}; documents are {m['document']} (tokens.json)"
+            f"{args.out}: {args.format}, {m['tokens']:,} tokens ({m['text_tokens']:,} of text; {m['docs']:,} docs) in "
+            f"{len(m['shards']):,} shards, {m['dtype']}, vocab {tok.vocab_size:,}; documents are {m['document']} "
+            "(tokens.json)"
         )
         return 0
 
@@ -349,8 +350,11 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
         parallel=args.parallel,
         address=args.address,
     )
+    docs = index.docs("train") + index.docs("val")
+    text = index.tokens("train") + index.tokens("val") - docs  # each document is its tokens and one EOS
     print(
         f"{args.out}: {index.tokens('train'):,} train tokens ({index.docs('train'):,} docs), "
-        f"{index.tokens('val'):,} val tokens ({index.docs('val'):,} docs), vocab {tok.vocab_size:,}"
+        f"{index.tokens('val'):,} val tokens ({index.docs('val'):,} docs), {text:,} tokens of text, "
+        f"vocab {tok.vocab_size:,}"
     )
     return 0

@@ -29,7 +29,9 @@ within a file) and the input files' order in tokens.json and litdata's index.jso
 `unit_order` give the orders. Each input file is a unit: `<key>.json`, written last, marks it done, so a rerun
 skips the files already tokenized with the same settings (and rebuilds those whose input or settings changed).
 `<key>.docs.parquet` keeps every document's id, token count (special tokens included), shard and row in the shard.
-tokens.json, written at the end, lists the shards in reading order with their document and token counts.
+tokens.json, written at the end, lists the shards in reading order with their document and token counts, and
+`text_tokens`: the documents' tokens without the special ones, which is what a pipeline run with the same tokenizer
+(`output.tokenizer`) counts in stats.json (`written_tokens`).
 
 An input with no documents gives a valid empty output: tokens.json with no shards; for datatrove one empty .ds
 (its reader then has length 0); for litdata an index.json with no chunks (litdata's StreamingDataset refuses to open
@@ -517,6 +519,8 @@ def build_formatted(
             for u in units
         ],
     }
+    # the documents' own tokens, special tokens (EOS, and BOS) aside: what stats.json counts with this tokenizer
+    manifest["text_tokens"] = manifest["tokens"] - manifest["docs"] * (1 + (bos_id is not None))
     if fmt == "megatron":
         manifest["data_path"] = [os.path.join(os.path.abspath(out_dir), s["path"]) for s in shards]
     _write_json(os.path.join(out_dir, MANIFEST), manifest)

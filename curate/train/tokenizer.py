@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Iterable, Iterator
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,32 @@ class Tokenizer:
 
     def decode(self, ids: Iterable[int]) -> str:
         return self.tok.decode(list(ids), skip_special_tokens=False)  # type: ignore[attr-defined]
+
+
+@lru_cache(maxsize=4)
+def _loaded(path: str, stamp: tuple[int, int]) -> Tokenizer:
+    # keyed by (size, mtime) too, so that a tokenizer.json rewritten in place is loaded again
+    return Tokenizer.from_file(path)
+
+
+def cached(path: str) -> Tokenizer:
+    """The tokenizer.json at `path`, loaded once per process (per version of the file)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        raise InputError(f"tokenizer file '{path}' does not exist", hint="give a local tokenizer.json") from None
+    return _loaded(os.path.abspath(path), (st.st_size, st.st_mtime_ns))
+
+
+def count_tokens(texts: list[str], path: str) -> np.ndarray:
+    """Tokens of each text (int64) under the tokenizer.json at `path`, special tokens not counted: the length of
+    `Tokenizer.encode(text)`, which is what `curate tokenize` writes for a document before its EOS (and BOS)."""
+    tok = cached(path)
+    out = np.zeros(len(texts), np.int64)
+    some = [i for i, t in enumerate(texts) if t]
+    if some:
+        out[some] = [len(ids) for ids in tok.encode_batch([texts[i] for i in some])]
+    return out
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> Tokenizer:

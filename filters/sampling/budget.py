@@ -5,6 +5,7 @@ choice is a hash of (seed, id), so it is the same on any runner."""
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -32,12 +33,14 @@ class TokenBudget(GlobalStage):
     tokens, the same on any runner), or by a numeric column, highest first (`order_by: quality_score`). The kept
     documents hold at most `tokens` tokens. Reason: over_token_budget.
 
-    Tokens are counted with `tokenizer` (a local tokenizer.json, e.g. the one `curate train` writes) or as words;
+    Tokens are counted with `tokenizer` (a local tokenizer.json; null: the pipeline's output.tokenizer, else words);
     a document written k times (`copies`) counts k times. Counters: total_tokens, kept_tokens, kept_docs."""
 
     name = "token_budget"
+    counts_tokens: ClassVar[bool] = True  # with the pipeline's tokenizer (output.tokenizer) unless it names one
     reasons = ("over_token_budget",)
     tokens: float | str
+    # Local tokenizer.json to count tokens with; null: the pipeline's (output.tokenizer), else words.
     tokenizer: str | None = None
     order_by: str | None = None
     seed: int = 0
@@ -103,6 +106,7 @@ class Mix(GlobalStage):
     budget_scale (1 when the budget fit)."""
 
     name = "mix"
+    counts_tokens: ClassVar[bool] = True  # with the pipeline's tokenizer (output.tokenizer) unless it names one
     output_columns = {COPIES: pa.int32()}
     reasons = ("not_selected", "not_in_mix")
     # The budget in tokens, with `weights` (YAML reads 2e9 as a string, which is fine); not with `rates`.
@@ -114,6 +118,7 @@ class Mix(GlobalStage):
     by: str = "source"
     # Times a group's documents may be seen at most (DCLM, Muennighoff et al. 2023: up to 4 epochs cost little).
     max_epochs: float = 4.0
+    # Local tokenizer.json to count tokens with; null: the pipeline's (output.tokenizer), else words.
     tokenizer: str | None = None
     seed: int = 0
 

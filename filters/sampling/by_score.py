@@ -10,7 +10,7 @@ re-scoring (NeMo Curator's split): the scores come from quality/ (a classifier, 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -41,12 +41,13 @@ class ScoreTop(GlobalStage):
     than a few hundred million). Reasons: below_top_cut, missing_score."""
 
     name = "score_top"
+    counts_tokens: ClassVar[bool] = True  # with the pipeline's tokenizer (output.tokenizer) unless it names one
     reasons = ("below_top_cut", "missing_score")
     column: str = "quality_score"
     # Share to keep, 0..1: of documents (weight: docs) or of tokens (weight: tokens).
     keep_top: float
     weight: Literal["docs", "tokens"] = "docs"
-    # Local tokenizer.json for weight: tokens; null counts whitespace-separated words.
+    # Local tokenizer.json for weight: tokens; null: the pipeline's (output.tokenizer), else whitespace words.
     tokenizer: str | None = None
     # Estimate the cut from this hash sample of the documents (e.g. 0.01) instead of all of them.
     sample_fraction: float | None = None
@@ -137,6 +138,7 @@ class ScoreBuckets(GlobalStage):
     nothing; documents without a score (or a language, when by_language) get a null bucket."""
 
     name = "score_buckets"
+    counts_tokens: ClassVar[bool] = True  # with the pipeline's tokenizer (output.tokenizer) unless it names one
     reasons = ()
     column: str = "quality_score"
     # The column to write: int32 bucket numbers, or strings when labels are given.
@@ -145,6 +147,7 @@ class ScoreBuckets(GlobalStage):
     percentiles: list[float] | None = None
     bins: int | None = None
     weight: Literal["docs", "tokens"] = "docs"
+    # Local tokenizer.json for weight: tokens; null: the pipeline's (output.tokenizer), else whitespace words.
     tokenizer: str | None = None
     by_language: bool = False
     language_column: str = "language"

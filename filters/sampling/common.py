@@ -11,8 +11,6 @@ import hashlib
 import math
 import os
 from collections.abc import Sequence
-from functools import lru_cache
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -46,22 +44,16 @@ def batch_ids(batch: pa.Table) -> list[str | None]:
 # -- token counts --------------------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=4)
-def _tokenizer(path: str) -> Any:
-    """A local tokenizer.json, loaded once per worker process."""
-    from curate.train.tokenizer import Tokenizer
-
-    return Tokenizer.from_file(path)
-
-
 def token_counts(batch: pa.Table, tokenizer: str | None) -> np.ndarray:
-    """Tokens per document (int64): encoded with `tokenizer` (a local tokenizer.json such as the one `curate train`
-    writes; the end-of-document token is not counted), or, with no tokenizer, whitespace-separated words."""
+    """Tokens per document (int64): encoded with `tokenizer` (a local tokenizer.json, loaded once per process;
+    special tokens not counted: what stats.json counts with the pipeline's tokenizer and `curate tokenize` writes
+    before each document's EOS), or, with no tokenizer, whitespace-separated words."""
     docs = texts(batch)
     if tokenizer is None:
         return np.fromiter((len(t.split()) for t in docs), np.int64, len(docs))
-    encoded = _tokenizer(tokenizer).encode_batch(docs)
-    return np.fromiter((len(ids) for ids in encoded), np.int64, len(docs))
+    from curate.train.tokenizer import count_tokens
+
+    return count_tokens(docs, tokenizer)
 
 
 def check_tokenizer(tokenizer: str | None) -> None:

@@ -98,11 +98,12 @@ def test_sizes_are_conserved_and_match_the_files_written(workdir):
 
 def test_doc_sizes_follow_str_split_and_html_before_text():
     texts = ["  two  words ", "", None, "tab\tand\nnewline", "nbsp\u00a0splits", "\u3000", "déjà vu"]
-    words, nbytes = doc_sizes(pa.table({"text": pa.array(texts, pa.string())}))
+    words, nbytes, tokens = doc_sizes(pa.table({"text": pa.array(texts, pa.string())}))
     assert words.tolist() == [len(t.split()) if t else 0 for t in texts]
     assert nbytes.tolist() == [len(t.encode()) if t else 0 for t in texts]
+    assert tokens.tolist() == [0] * len(texts)  # no pipeline tokenizer, no tokens
     html = pa.table({"text": pa.array([None, "ab"], pa.string()), "html": pa.array([b"<p>x</p>", b"<p>ab</p>"])})
-    words, nbytes = doc_sizes(html)
+    words, nbytes, tokens = doc_sizes(html)
     assert nbytes.tolist() == [8, 2]  # HTML bytes until there is text
     assert words.tolist() == [0, 1]
 

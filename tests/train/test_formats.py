@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from train_util import junk, sentences, write_output
+from train_util import gpt2_layout_tokenizer, junk, sentences, write_output
 
 tokenizers = pytest.importorskip("tokenizers")
 
@@ -55,20 +55,7 @@ def bpe_json(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def gpt2_json(tmp_path_factory) -> Path:
     """A byte-level BPE in GPT-2's layout: ByteLevel pre-tokenizer and decoder, <|endoftext|> its one special."""
-    tk = tokenizers
-    tok = tk.Tokenizer(tk.models.BPE())
-    tok.pre_tokenizer = tk.pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = tk.decoders.ByteLevel()
-    trainer = tk.trainers.BpeTrainer(
-        vocab_size=500,
-        special_tokens=["<|endoftext|>"],
-        initial_alphabet=tk.pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(_docs(), trainer=trainer)
-    path = tmp_path_factory.mktemp("tok") / "gpt2.json"
-    tok.save(str(path))
-    return path
+    return gpt2_layout_tokenizer(tmp_path_factory.mktemp("tok") / "gpt2.json", _docs())
 
 
 @pytest.fixture(scope="module")
