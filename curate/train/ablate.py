@@ -127,7 +127,6 @@ def ablate(
     arms = arm_names(paths, names)
     os.makedirs(out_dir, exist_ok=True)
     tok = shared_tokenizer(cfg, paths, out_dir)
-    held = heldout_set(cfg, tok, paths, out_dir, heldout, heldout_split, max_eval_tokens)
     d = cfg.data
     indexes = {}
     for arm, path in zip(arms, paths):
@@ -140,20 +139,27 @@ def ablate(
             parallel=d.parallel,
             address=d.address,
         )
-    empty = [arm for arm in arms if indexes[arm].tokens("train") == 0]
-    if empty:  # found before any arm trains, rather than after the others have
+    # an arm with no training tokens (its output kept no documents, or too few) has nothing to train on: it is
+    # listed in the report as not trained and the other arms go on
+    empty = {arm: paths[i] for i, arm in enumerate(arms) if indexes[arm].tokens("train") == 0}
+    for arm, path in empty.items():
+        log.warning("ablation arm %s (%s) has no training tokens: not trained", arm, path)
+    trained = {arm: indexes[arm] for arm in arms if arm not in empty}
+    if not trained:
         raise InputError(
-            f"ablation arm(s) {', '.join(empty)} have no training tokens (the curated output kept no documents, or "
-            f"too few): an arm needs data to train on",
-            hint="leave such outputs out of the ablation; `curate inspect OUT` shows what their pipeline rejected",
+            f"no ablation arm has training tokens ({', '.join(arms)}): the curated outputs kept no documents, or "
+            "too few",
+            hint="`curate inspect OUT` shows what each pipeline rejected",
         )
+    held = heldout_set(cfg, tok, paths, out_dir, heldout, heldout_split, max_eval_tokens)
     results = []
     # seed by seed, so that a stopped ablation already has every arm of its first seeds
     for seed in seeds if seeds is not None else [None]:
         for arm, path in zip(arms, paths):
-            results.append(_run_arm(cfg, arm, path, out_dir, tok, indexes, held, max_eval_tokens, seed))
-            free_memory()
-    write_report(cfg, results, held, out_dir)
+            if arm in trained:
+                results.append(_run_arm(cfg, arm, path, out_dir, tok, trained, held, max_eval_tokens, seed))
+                free_memory()
+    write_report(cfg, results, held, out_dir, untrained=empty)
     return results
 
 

@@ -59,11 +59,22 @@ class HeldOut:
     stream: TokenStream  # the same tokens as a file, for the periodic evaluations during training
 
 
-def write_report(cfg: TrainConfig, results: list[ArmResult], held: HeldOut, out_dir: str) -> None:
+UNTRAINED = "no training tokens (the curated output kept no documents, or too few): not trained"
+
+
+def untrained_lines(untrained: dict[str, str]) -> list[str]:
+    """The lines under the table for arms that had nothing to train on."""
+    return [f"arm {arm} ({path}): {UNTRAINED}" for arm, path in untrained.items()]
+
+
+def write_report(
+    cfg: TrainConfig, results: list[ArmResult], held: HeldOut, out_dir: str, untrained: dict[str, str] | None = None
+) -> None:
     """OUT/ablation.json, ablation.md (the table), ablation.svg and, with matplotlib, ablation.png.
 
     With several seeds: one row per arm (mean, std and min-max of the held-out loss), the per-seed runs in
-    ablation.json's "runs", and the plots show each arm's mean curve."""
+    ablation.json's "runs", and the plots show each arm's mean curve. `untrained` ({arm: path}) are the arms with
+    no training tokens: in ablation.json's "untrained" and under the table."""
     groups = by_arm(results)
     multi = any(len(g) > 1 for g in groups.values())
     report: dict[str, Any] = {
@@ -76,9 +87,16 @@ def write_report(cfg: TrainConfig, results: list[ArmResult], held: HeldOut, out_
         report["runs"] = [_arm_json(r) for r in results]
     else:
         report["arms"] = [_arm_json(r) for r in results]
+    untrained = untrained or {}
+    report["untrained"] = [
+        {"name": arm, "path": path, "train_docs": 0, "train_tokens": 0, "why": UNTRAINED}
+        for arm, path in untrained.items()
+    ]
     with open(os.path.join(out_dir, "ablation.json"), "w", encoding="utf-8") as fh:
         json.dump(report, fh, indent=1)
     table = format_seeds_table(results, held.name) if multi else format_table(results, held.name)
+    if untrained:
+        table += "\n\n" + "\n".join(untrained_lines(untrained))
     with open(os.path.join(out_dir, "ablation.md"), "w", encoding="utf-8") as fh:
         fh.write(table + "\n")
     curves = [mean_run(g) for g in groups.values()] if multi else results

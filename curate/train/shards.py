@@ -272,7 +272,12 @@ class Batches:
         self.stream, self.seq_len, self.batch_size, self.seed = stream, seq_len, batch_size, seed
         self.n_windows = (len(stream) - 1) // seq_len
         if self.n_windows < 1:
-            raise InputError(f"{len(stream):,} tokens are too few for one sequence of {seq_len} (+1)")
+            raise InputError(
+                f"{len(stream):,} tokens are too few for one sequence of {seq_len} (+1)",
+                hint="the training data holds no documents (a curated output that kept none?)"
+                if len(stream) == 0
+                else "train on more data, or lower train.seq_len",
+            )
         self.epoch, self.cursor = 0, 0
         self._order: tuple[int, np.ndarray] | None = None
 

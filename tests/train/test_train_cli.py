@@ -116,7 +116,8 @@ def test_ablate_heldout_val_split_of_a_shared_output(tmp_path, capsys):
 
 def test_an_output_that_kept_nothing_is_an_empty_input(tmp_path, capsys, monkeypatch):
     """A finished output with no kept document (no OUT/data/ at all) reads as no documents: tokenize writes empty
-    shards, report renders, and ablate refuses the arm by name before training any other."""
+    shards, report renders, ablate trains the other arms and lists this one as not trained, and train says there
+    is nothing to train on."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -137,6 +138,13 @@ def test_an_output_that_kept_nothing_is_an_empty_input(tmp_path, capsys, monkeyp
     cfg = tmp_path / "c.yaml"
     cfg.write_text(tiny_yaml(tmp_path / "unused"))
     capsys.readouterr()
-    assert main(["ablate", str(cfg), "empty", str(full), "--out", "abl"]) == 2
+    assert main(["ablate", str(cfg), "empty", str(full), "--out", "abl"]) == 0
+    out = capsys.readouterr().out
+    assert "arm empty (empty): no training tokens" in out and "| full |" in out
+    report = json.loads((tmp_path / "abl" / "ablation.json").read_text())
+    assert [a["name"] for a in report["arms"]] == ["full"] and report["untrained"][0]["name"] == "empty"
+    assert main(["ablate", str(cfg), "empty", "empty", "--names", "e1,e2", "--out", "abl2"]) == 2
+    assert "no ablation arm has training tokens" in capsys.readouterr().err
+    assert main(["train", str(cfg), "--set", "data.path=empty", "--set", "out=run-empty"]) == 2
     err = capsys.readouterr().err
-    assert "ablation arm(s) empty have no training tokens" in err and "Traceback" not in err
+    assert "token" in err and "Traceback" not in err
