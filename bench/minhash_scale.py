@@ -20,7 +20,9 @@ something to remove without any extra planting. For them the table gives the sta
 instead of recall.
 
 Memory: every process of the run (the driver, the raylet, Ray's workers) is sampled every 0.5 s with psutil; RSS
-counts the pages of Ray's shared object store that a process touched, so the total is an upper bound. The object
+counts the pages of Ray's shared object store that a process touched, so the total is an upper bound. "Private" is
+RSS less its shared pages (psutil's `shared`: the object store's pages and mapped files), the memory a worker holds
+of its own: what its task's data structures cost, and what grows with the data a call holds. The object
 store column is the growth of /dev/shm's use over the run (Ray's embedded object store lives there; objects spilled
 to disk are not in it, and another job's use of /dev/shm would be).
 """
@@ -112,6 +114,8 @@ class MemoryWatch:
         self.root = root_pid
         self.peak_total = 0
         self.peak_by_kind: dict[str, int] = {}
+        self.peak_private_by_kind: dict[str, int] = {}  # RSS less shared pages (object store, mapped files)
+        self.peak_private_task = ""  # the process title of the worker at its private peak
         self.peak_worker_task = ""  # the process title of the worker at its peak (which step held the memory)
         self.peak_shm = 0  # growth of /dev/shm's use (Ray's object store) over the run
         self._shm0 = _shm_used()
@@ -146,7 +150,8 @@ class MemoryWatch:
             tick += 1
             for p in self._procs():
                 try:
-                    rss = p.memory_info().rss
+                    info = p.memory_info()
+                    rss, private = info.rss, info.rss - getattr(info, "shared", 0)
                     cmd = p.cmdline()
                     name = " ".join(cmd[:2])
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -162,6 +167,9 @@ class MemoryWatch:
                 if kind == "worker" and rss > self.peak_by_kind.get(kind, 0):
                     self.peak_worker_task = name[:120]
                 self.peak_by_kind[kind] = max(self.peak_by_kind.get(kind, 0), rss)
+                if kind == "worker" and private > self.peak_private_by_kind.get(kind, 0):
+                    self.peak_private_task = name[:120]
+                self.peak_private_by_kind[kind] = max(self.peak_private_by_kind.get(kind, 0), private)
             self.peak_total = max(self.peak_total, total)
             self.peak_shm = max(self.peak_shm, _shm_used() - self._shm0)
             if self._session and tick % 4 == 0:
@@ -360,10 +368,10 @@ def _stage_table(args: argparse.Namespace, rows: list[tuple[dict[str, Any], dict
     print(f"stage: {args.stage}, with: {json.dumps(rows[-1][0]['params'])}, shuffle partitions: {partitions}")
     print()
     print(
-        "| run | docs in | kept | rejected | counters | wall s | docs/s | peak RSS largest worker | peak RSS driver "
-        "| peak RSS all | object store (/dev/shm growth) | spilled to disk |"
+        "| run | docs in | kept | rejected | counters | wall s | docs/s | peak RSS largest worker | peak private "
+        "largest worker | peak RSS driver | peak RSS all | object store (/dev/shm growth) | spilled to disk |"
     )
-    print("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for i, (r, dedup, _) in enumerate(rows):
         mem = r["memory"]
         counters = ", ".join(
@@ -373,12 +381,14 @@ def _stage_table(args: argparse.Namespace, rows: list[tuple[dict[str, Any], dict
         print(
             f"| {i + 1} | {docs:,} | {r['stats']['output_docs']:,} | {dedup['rejected']:,} | {counters} | "
             f"{r['wall']:.0f} | {docs / r['wall']:,.0f} | {mem.peak_by_kind.get('worker', 0) / 2**20:,.0f} MiB | "
+            f"{mem.peak_private_by_kind.get('worker', 0) / 2**20:,.0f} MiB | "
             f"{mem.peak_by_kind.get('driver', 0) / 2**20:,.0f} MiB | {mem.peak_total / 2**30:.1f} GiB | "
             f"{mem.peak_shm / 2**20:,.0f} MiB | {mem.peak_spilled / 2**20:,.0f} MiB |"
         )
     print()
     r, dedup = rows[-1][0], rows[-1][1]
     print("largest worker at its peak:", r["memory"].peak_worker_task)
+    print("largest worker at its private peak:", r["memory"].peak_private_task)
     print(f"object store capacity: {r['memory'].store_capacity / 2**20:,.0f} MiB")
     print("peak RSS by kind:", {k: f"{v / 2**20:,.0f} MiB" for k, v in r["memory"].peak_by_kind.items()})
     print("dedup stage stats:", json.dumps(dedup))

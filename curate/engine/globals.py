@@ -222,8 +222,13 @@ def concat(tables: list[pa.Table]) -> pa.Table:
 class GlobalContext:
     """What a runner's Docs handle needs to know about the global stage it serves."""
 
-    def __init__(self, spec: Any, reporter: Any, writer: Any, limits: Limits | None = None) -> None:
+    def __init__(
+        self, spec: Any, reporter: Any, writer: Any, limits: Limits | None = None, batch_rows: int = 1000
+    ) -> None:
         self.spec = spec
+        # at most this many documents per call of a derive() function (engine.batch_rows): what a call holds while
+        # it builds its rows (a document's n-grams, windows, words) is bounded by it, not by Ray's block size
+        self.batch_rows = batch_rows
         self.limits = limits  # isolation of the stage's per-batch work (engine/isolate.py); None: in the worker
         self.sid: str = spec.id
         self.reporter = reporter

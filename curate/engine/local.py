@@ -179,7 +179,8 @@ class LocalExecutor:
                 runner = SegmentRunner(seg.specs, self.ledger, engine.max_stage_errors, limits, tokenizer)
                 stream = map(runner, _rebatch(stream, self.pipeline.engine.batch_rows))
             else:
-                ctx = GlobalContext(seg.specs[0], self.ledger, writer, limits_for(seg.specs, self.pipeline.engine))
+                engine = self.pipeline.engine
+                ctx = GlobalContext(seg.specs[0], self.ledger, writer, limits_for(seg.specs, engine), engine.batch_rows)
                 docs, stage = run_global(ctx, LocalDocs(list(stream), ctx))
                 stream = docs.tables
                 ran.append((ctx.sid, stage))

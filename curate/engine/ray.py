@@ -165,6 +165,9 @@ class _UnitDone:
         self.reporter.unit_done(key, docs)
 
 
+SHUFFLE_INPUT_BATCH_BYTES = 128 << 20
+
+
 class _SegmentActor:
     """An actor of a stateful segment: builds and sets up its stages once."""
 
@@ -277,6 +280,11 @@ class RayExecutor:
         # between a light read and a light write, so the reservation leaves the map a fraction of the machine (on
         # 2 CPUs it ran one task at a time: 1.6x slower end to end). Object-store backpressure still applies.
         ctx.op_resource_reservation_enabled = False
+        # A hash shuffle's map task coalesces its input to this many bytes and partitions them at once (Ray's
+        # default, 1 GiB, holds about 2 GiB in one worker whatever the partition count: it was the floor of
+        # substring_dedup's memory per worker). 128 MiB keeps a map task's share of a global stage small.
+        if hasattr(ctx, "shuffle_input_batch_bytes"):
+            ctx.shuffle_input_batch_bytes = SHUFFLE_INPUT_BATCH_BYTES
         # On the driver's node: a lost worker node must not take the ledger with it (global stages ask it which
         # documents their derive() isolated as poison; the driver's node failing ends the run anyway).
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -371,7 +379,7 @@ class RayExecutor:
             task = _SegmentTask(seg.specs, self.reporter, engine.max_stage_errors, verbose(), limits, tokenizer)
             with _remote_args_allowed():
                 return ds.map_batches(task, **opts)
-        ctx = GlobalContext(seg.specs[0], self.reporter, writer, limits_for(seg.specs, engine))
+        ctx = GlobalContext(seg.specs[0], self.reporter, writer, limits_for(seg.specs, engine), engine.batch_rows)
         docs, stage = run_global(ctx, RayDocs(ds, ctx, self._partitions()))
         ran.append((ctx.sid, stage))
         return docs.ds

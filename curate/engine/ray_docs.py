@@ -116,11 +116,12 @@ class RayDocs:
         return self._with(_pyarrow(run, ds))
 
     def derive(self, fn: Callable[[pa.Table], pa.Table]) -> RayTable:
-        return RayTable(_pyarrow(_derived(derived_isolated(fn, self.ctx), keep_unit=False), self.ds), self.partitions)
+        isolated = derived_isolated(fn, self.ctx)
+        return RayTable(_pyarrow(_derived(isolated, False, self.ctx.batch_rows), self.ds), self.partitions)
 
     def derive_units(self, fn: Callable[[pa.Table], pa.Table]) -> RayTable:
         """derive() for the engine itself: the live documents with their read unit."""
-        return RayTable(_pyarrow(_derived(fn, keep_unit=True), self.ds), self.partitions)
+        return RayTable(_pyarrow(_derived(fn, True, self.ctx.batch_rows), self.ds), self.partitions)
 
     def join(self, table: RayTable, on: str = "id") -> RayDocs:
         """By read unit, so the documents' text never moves: the narrow (on, unit) pairs of the documents meet the
@@ -178,14 +179,17 @@ class RayDocs:
         return [f for f in self.ctx.state.side_files(self.ctx.writer.phase) if f.get("name") == name]
 
 
-def _derived(fn: Callable[[pa.Table], pa.Table], keep_unit: bool) -> Callable[[pa.Table], pa.Table]:
-    """fn on the live documents of a batch; the engine's columns stay hidden (but the unit, for its own joins)."""
+def _derived(fn: Callable[[pa.Table], pa.Table], keep_unit: bool, rows: int) -> Callable[[pa.Table], pa.Table]:
+    """fn on the live documents of a block, `rows` documents per call (a Ray block may hold tens of thousands, and
+    a derive function's intermediates are many times its input: substring_dedup's windows, bloom_dedup's n-grams);
+    the engine's columns stay hidden (but the unit, for its own joins)."""
 
     def run(batch: pa.Table) -> pa.Table:
         if batch.num_rows == 0:
             return pa.table({})
         body = split_live(batch, keep=(UNIT,) if keep_unit else ()).body
-        return fn(body) if body.num_rows else pa.table({})
+        parts = [fn(body.slice(at, rows)) for at in range(0, body.num_rows, rows)]
+        return concat(parts) if len(parts) != 1 else parts[0]
 
     return run
 
