@@ -10,6 +10,12 @@ zero-padded positions, so id order is file order and both sides see one order. E
 (peak RSS is that process's); dolma gets one process and one file so that its order is the file order.
 
     python bench/bloom_dedup.py [--scale 1] [--repeats 3]
+
+`--docs N` instead runs the stage end to end on the Ray runner over N generated documents (bench/minhash_scale.py's
+documents, generation, run and per-process memory sampling, reused) and prints its peak RSS per worker, at
+`--partitions` (16) hash partitions and `--shuffle-partitions` (default: the engine's, twice the CPUs):
+
+    python bench/bloom_dedup.py --docs 1000000 --shuffle-partitions 16
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 CORPUS = Path(os.environ.get("CURATE_CORPUS", Path(__file__).resolve().parents[2] / "shared" / "corpus"))
@@ -91,30 +98,30 @@ def count_items(docs: list[tuple[str, str]]) -> int:
 
 
 def run_curate(docs: list[tuple[str, str]], mode: str, exact: bool = False, pow2: int = 0) -> list[list[int]]:
-    """The stage's own functions, as its global pass calls them (derive per batch, one ordered pass). `pow2`: the
-    filter's size for `pow2` items rounded up to a power of two bytes, as Dolma rounds it."""
+    """The stage's own functions, as its global pass calls them (derive per batch of 1,000, then the partitioned
+    pass, each step in one call), or (exact) the reference: one ordered pass over a set. `pow2`: the filter's size
+    for `pow2` items rounded up to a power of two bytes, as Dolma rounds it."""
     import math
 
     import pyarrow as pa
 
-    from curate_filters.dedup.bloom import BloomDedup, DeriveItems, run_pass
+    from curate_filters.dedup.bloom import BloomDedup, DeriveItems, partitioned_pass_in_process, run_pass
     from curate_filters.dedup.bloom_filter import ExactSet, bloom_size
 
     size = None
     if pow2:
         size = 2 ** math.ceil(math.log2(bloom_size(pow2, FP_RATE)[0] / 8))
     stage = BloomDedup(mode=mode, document_threshold=None if mode == "dolma" else THRESHOLD, size_in_bytes=size)
-    derive = DeriveItems(stage.rules)
-    parts = [
-        derive(pa.table({"id": [i for i, _ in docs[s : s + 1000]], "text": [t for _, t in docs[s : s + 1000]]}))
+    batches = [
+        pa.table({"id": [i for i, _ in docs[s : s + 1000]], "text": [t for _, t in docs[s : s + 1000]]})
         for s in range(0, len(docs), 1000)
     ]
-    items = pa.concat_tables(parts)
     if exact:
+        items = pa.concat_tables([DeriveItems(stage.rules)(b) for b in batches])
         decisions = run_pass(items, stage.rules, ExactSet())
     else:
-        decisions = stage.ordered_pass()(items)  # with one summary row (id null)
-    removed = {r["id"]: r["__bloom_drop"] for r in decisions.to_pylist() if r["id"] is not None}
+        decisions = partitioned_pass_in_process(stage, batches)[0]
+    removed = {r["id"]: r["__bloom_drop"] for r in decisions.to_pylist()}
     return [removed.get(i, []) for i, _ in docs]
 
 
@@ -217,10 +224,82 @@ def agreement(a: list[list[int]], b: list[list[int]], docs: list[tuple[str, str]
     return 1 - differ / total, differ, sum(len(y) for y in b)
 
 
+# the single ordered task this stage ran before its partitioned pass, at 10^6 documents (bench/README.md)
+BEFORE = {"docs": 1_000_000, "wall": 970, "worker_mib": 6019, "all_gib": 7.3}
+
+
+class PrivateWatch:
+    """minhash_scale's MemoryWatch that also keeps the largest worker's private memory (RSS less the shared pages:
+    RSS counts the object store's pages a process touched, so Ray's spill workers look large)."""
+
+    @staticmethod
+    def of(module: types.ModuleType) -> type:
+        import psutil
+
+        class Watch(module.MemoryWatch):
+            peak_private = 0
+            peak_private_task = ""
+
+            def _procs(self) -> list:
+                procs = super()._procs()
+                for p in procs:
+                    try:
+                        name = " ".join(p.cmdline()[:2])
+                        m = p.memory_info()
+                    except (psutil.NoSuchProcess, psutil.AccessDenied):
+                        continue
+                    if module._kind(name, p.pid == self.root) == "worker" and m.rss - m.shared > self.peak_private:
+                        self.peak_private, self.peak_private_task = m.rss - m.shared, name[:120]
+                return procs
+
+        return Watch
+
+
+def at_scale(docs: int, partitions: int, shuffle_partitions: int | None, work: Path) -> None:
+    """The stage end to end on Ray over `docs` generated documents: minhash_scale's generator, run and memory
+    watch (every process sampled every 0.5 s), with the stage's `partitions`."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import minhash_scale
+
+    data = work / f"docs-{docs}-0"
+    plants = minhash_scale.generate(docs, data, 0, max(1, docs // 50_000))
+    print(f"{docs:,} generated documents ({plants['near']:,} near and {plants['exact']:,} exact copies planted)")
+    minhash_scale.MemoryWatch = PrivateWatch.of(minhash_scale)
+    r = minhash_scale.run(data, work, shuffle_partitions, "ray", None, "bloom_dedup", {"partitions": partitions})
+    dedup = next(s for s in r["stats"]["stages"] if s["id"] == "dedup")
+    c, mem = dedup.get("counters", {}), r["memory"]
+    head = (
+        "run | docs | kept | rejected | paragraphs removed | filter bits (k) | wall s | docs/s "
+        "| peak RSS largest worker | its private (RSS - shared) | all processes | object store | spilled"
+    )
+    print(f"\n| {head} |\n|{'---|' * len(head.split(' | '))}")
+    if docs == BEFORE["docs"]:
+        print(
+            f"| before: one ordered task (recorded) | {docs:,} | 823,652 | 176,348 | 920,342 | 1.22 G (7) | "
+            f"{BEFORE['wall']} | {docs / BEFORE['wall']:,.0f} | {BEFORE['worker_mib']:,} MiB | - | "
+            f"{BEFORE['all_gib']} GiB | 2,172 MiB | 0 |"
+        )
+    shuffle = shuffle_partitions or "engine default"
+    print(
+        f"| partitions {partitions}, shuffle partitions {shuffle} | {docs:,} | {r['stats']['output_docs']:,} | "
+        f"{dedup['rejected']:,} | {c.get('paragraphs_removed', 0):,} | {c.get('bloom_bits', 0) / 1e9:.2f} G "
+        f"({c.get('bloom_hashes', 0)}) | {r['wall']:.0f} | {docs / r['wall']:,.0f} | "
+        f"{mem.peak_by_kind.get('worker', 0) / 2**20:,.0f} MiB | {mem.peak_private / 2**20:,.0f} MiB | "
+        f"{mem.peak_total / 2**30:.1f} GiB | "
+        f"{mem.peak_shm / 2**20:,.0f} MiB | {mem.peak_spilled / 2**20:,.0f} MiB |"
+    )
+    print(f"\nlargest worker at its peak: {mem.peak_worker_task}; most private memory: {mem.peak_private_task}")
+    print("dedup counters:", json.dumps(c))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scale", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--docs", type=int, default=0, help="run at scale on Ray over this many generated documents")
+    ap.add_argument("--partitions", type=int, default=16)
+    ap.add_argument("--shuffle-partitions", type=int, default=None)
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "curate-minhash-scale")
     ap.add_argument("--child")
     ap.add_argument("--data", type=Path)
     ap.add_argument("--out", type=Path)
@@ -228,6 +307,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.child:
         child(args.child, args.data, args.out, args.expected)
+        return
+    if args.docs:
+        at_scale(args.docs, args.partitions, args.shuffle_partitions, args.work)
         return
     if not CORPUS.is_dir():
         raise SystemExit(f"corpus not found at {CORPUS} (set CURATE_CORPUS)")

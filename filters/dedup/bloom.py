@@ -3,9 +3,10 @@ Li et al. 2024) and a mode that reproduces Dolma's `dedupe` by_ngram paragraphs 
 
 Documents are processed in one fixed order, ascending id, whatever the runner and its worker count, so the output
 is deterministic. Per batch, in parallel, each document's text becomes n-gram hashes (8 bytes a token, never the
-text); one task sorts those rows by id and runs the ordered pass over a numpy Bloom filter, emitting decisions for
-the documents it changes; the decisions are joined back by read unit (the text never moves) and the documents
-rewritten in parallel.
+text), split into hash partitions; each partition runs in its own task, in id order, over its own Bloom filter
+(dolma: the seen counts, summed per paragraph over partitions; bff: the repeated n-grams, which one small
+sequential task then judges in id order); the decisions are joined back by read unit (the text never moves) and the
+documents rewritten in parallel. See "the partitioned pass" below.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from curate_filters.dedup.bloom_filter import (
     BloomFilter,
     ItemSet,
     bloom_size,
+    check_and_add_all,
     hashes_for_bits,
     ngram_hashes,
+    partition_of,
     tokens,
     word_hashes,
 )
@@ -125,7 +128,7 @@ def decide_document(
     return removed, doc, seen_total, total
 
 
-# -- the global pass's functions (module level, so that they pickle by reference) -------------------------------------
+# -- the reference: one ordered pass over one filter (the tests' and the bench's exact reference, with ExactSet) ------
 
 ITEMS = pa.schema(
     [
@@ -140,7 +143,7 @@ ITEMS = pa.schema(
 
 class DeriveItems:
     """Batch of documents -> one row per document: its n-gram hashes (flat), n-grams per paragraph, paragraph
-    keys and paragraph lengths."""
+    keys and paragraph lengths (the input of run_pass)."""
 
     def __init__(self, rules: Rules) -> None:
         self.rules = rules
@@ -167,10 +170,6 @@ class DeriveItems:
         )
 
 
-def with_constant_key(t: pa.Table) -> pa.Table:
-    return t.append_column("__all__", pa.array(np.zeros(t.num_rows, np.int8)))
-
-
 DECISIONS = pa.schema(
     [
         ("id", pa.string()),
@@ -183,41 +182,9 @@ DECISIONS = pa.schema(
 )
 
 
-class OrderedPass:
-    """All documents' item rows (one call) -> decisions for the documents it changes, in ascending id order, and
-    one summary row (id null) with the filter's size and the totals."""
-
-    def __init__(self, rules: Rules, bits: int | None, fp_rate: float, expected: int | None) -> None:
-        self.rules = rules
-        self.bits = bits
-        self.fp_rate = fp_rate
-        self.expected = expected
-
-    def make_filter(self, items: int) -> BloomFilter:
-        expected = self.expected or items
-        if self.bits is not None:
-            return BloomFilter(self.bits, hashes_for_bits(self.bits, expected))
-        return BloomFilter(*bloom_size(expected, self.fp_rate))
-
-    def __call__(self, t: pa.Table) -> pa.Table:
-        t = t.take(pc.sort_indices(t, sort_keys=[("id", "ascending")]))
-        items = int(pc.sum(pc.list_value_length(t.column("grams"))).as_py() or 0)
-        items += int(pc.sum(pc.greater(pc.list_flatten(t.column("keys")), pa.scalar(0, pa.uint64()))).as_py() or 0)
-        bloom = self.make_filter(items)
-        out = run_pass(t, self.rules, bloom)
-        summary = pa.table(
-            {
-                "id": pa.nulls(1, pa.string()),
-                "__bloom_seen": [bloom.bits],
-                "__bloom_total": [bloom.k],
-                CHARS: [items],
-            }
-        )
-        return pa.concat_tables([_conform(out), _conform(summary)])
-
-
 def run_pass(t: pa.Table, rules: Rules, bloom: ItemSet) -> pa.Table:
-    """The ordered pass over item rows already in processing order -> decision rows for changed documents."""
+    """The ordered pass over item rows already in processing order, one filter for everything -> decision rows for
+    changed documents. The definition the partitioned pass reproduces (with an ExactSet: exactly)."""
     ids = t.column("id").to_pylist()
     flat = t.column("grams").combine_chunks()
     offsets = flat.offsets.to_numpy()
@@ -229,52 +196,459 @@ def run_pass(t: pa.Table, rules: Rules, bloom: ItemSet) -> pa.Table:
     for d, doc_id in enumerate(ids):
         grams = np.split(values[offsets[d] : offsets[d + 1]], np.cumsum(counts[d])[:-1]) if counts[d] else []
         removed, whole, seen, total = decide_document(grams, keys[d], rules, bloom)
-        if not removed and not whole:
-            continue
-        gone = set(removed)
-        size = [x if x >= 0 else -1 - x for x in lengths[d]]
-        left = [i for i in range(len(size)) if i not in gone]
-        reason = DUPLICATE if whole else (None if any(lengths[d][i] >= 0 for i in left) else EMPTY)
-        chars = sum(size) + len(size) - 1  # the text's length: paragraphs and their newlines
-        if reason is None:
-            chars -= sum(size[i] for i in left) + len(left) - 1
-        rows["id"].append(doc_id)
-        rows[DROP].append(removed)
-        rows[REASON].append(reason)
-        rows[CHARS].append(chars)
-        rows["__bloom_seen"].append(seen)
-        rows["__bloom_total"].append(total)
+        if removed or whole:
+            add_decision(rows, doc_id, removed, whole, lengths[d], seen, total)
+    return decision_table(rows)
+
+
+def add_decision(
+    rows: dict[str, list[Any]], doc_id: str, removed: list[int], whole: bool, lengths: list[int], seen: int, total: int
+) -> None:
+    """One decision row: the paragraphs removed, the reason (whole document, left empty, or none: rewritten) and the
+    characters removed."""
+    gone = set(removed)
+    size = [x if x >= 0 else -1 - x for x in lengths]
+    left = [i for i in range(len(size)) if i not in gone]
+    reason = DUPLICATE if whole else (None if any(lengths[i] >= 0 for i in left) else EMPTY)
+    chars = sum(size) + len(size) - 1  # the text's length: paragraphs and their newlines
+    if reason is None:
+        chars -= sum(size[i] for i in left) + len(left) - 1
+    rows["id"].append(doc_id)
+    rows[DROP].append(removed)
+    rows[REASON].append(reason)
+    rows[CHARS].append(chars)
+    rows["__bloom_seen"].append(seen)
+    rows["__bloom_total"].append(total)
+
+
+def decision_table(rows: dict[str, list[Any]]) -> pa.Table:
     return pa.table({name: pa.array(rows[name], DECISIONS.field(name).type) for name in DECISIONS.names})
 
 
-def _conform(t: pa.Table) -> pa.Table:
-    cols = [
-        t.column(f.name).cast(f.type) if f.name in t.column_names else pa.nulls(t.num_rows, f.type) for f in DECISIONS
+# -- the partitioned pass (module level, so that its functions pickle by reference) ------------------------------------
+#
+# 1. DeriveRows, per batch: per document and hash partition p, a row (part p, id, the hashes of p's items in document
+#    order, each item's paragraph: i for an n-gram of paragraph i, -1 - i for paragraph i's whole-text key), and one
+#    info row per document (its n-grams per paragraph, which paragraphs have a key, paragraph lengths), whose part
+#    is a hash of the id (info rows only pass through step 2).
+# 2. group_by part -> PartitionPass: per partition, its rows in id order through its own Bloom filter
+#    (check_and_add: every item looked up, then inserted). dolma: per (document, paragraph), the items that hit.
+#    bff: the set H_p of hashes that hit (repeated, or a false positive), sorted; then every occurrence of a hash
+#    in H_p, first ones included, as its rank in H_p. Plus a summary row per partition (its filter's bits, k,
+#    items, |H_p|), collected on the driver: partition p's ranks are numbered from |H_0| + ... + |H_p-1| on.
+# 3. group_by id -> MergeDocs: a document's rows of all partitions with its info row. dolma: its decision (the seen
+#    counts summed over partitions, the rules of decide_document). bff: one row of its repeated occurrences (their
+#    numbers, 4 bytes each below 2^32, and paragraphs) in paragraph order and its info, for the documents that
+#    have any.
+# 4. bff only, one task -> SequentialBff: those documents in id order through an exact set of inserted hashes (a
+#    bit per number): BFF's old-both on the repeated n-grams only (an n-gram that occurs once is never seen, so
+#    whether it was inserted does not matter); the document rule over the document's whole n-gram count.
+
+PART_ROWS = pa.schema(
+    [
+        ("part", pa.int32()),
+        ("id", pa.string()),
+        ("hashes", pa.list_(pa.uint64())),
+        ("paras", pa.list_(pa.int32())),
+        ("counts", pa.list_(pa.int32())),
+        ("keyed", pa.list_(pa.bool_())),
+        ("lengths", pa.list_(pa.int64())),
     ]
-    return pa.Table.from_arrays(cols, schema=DECISIONS)
+)
+# what PartitionPass emits: the item rows' results (dolma: `seen` per paragraph in `paras`; bff: the `ranks` of the
+# repeated hashes in their partition's sorted set, and their `paras`), the info rows unchanged, and one summary row
+# per partition (id null; its bits, k, items, and how many distinct hashes repeat)
+PASSED = pa.schema(
+    [
+        ("id", pa.string()),
+        ("part", pa.int32()),
+        ("paras", pa.list_(pa.int32())),
+        ("seen", pa.list_(pa.int32())),
+        ("ranks", pa.list_(pa.uint32())),
+        ("counts", pa.list_(pa.int32())),
+        ("keyed", pa.list_(pa.bool_())),
+        ("lengths", pa.list_(pa.int64())),
+        ("bits", pa.int64()),
+        ("k", pa.int64()),
+        ("items", pa.int64()),
+        ("repeated", pa.int64()),
+    ]
+)
+
+
+def conform(t: pa.Table, schema: pa.Schema) -> pa.Table:
+    """t with exactly the schema's columns (missing ones null)."""
+    cols = [t.column(f.name).cast(f.type) if f.name in t.column_names else pa.nulls(t.num_rows, f.type) for f in schema]
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+def _lists(offsets: np.ndarray, values: np.ndarray, type_: pa.DataType) -> pa.Array:
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int64), pa.int64()), pa.array(values, type_.value_type))
+
+
+def _flat(column: pa.ChunkedArray | pa.Array, dtype: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(values, offsets) of a list column."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if not isinstance(arr, pa.LargeListArray):
+        arr = arr.cast(pa.large_list(arr.type.value_type))
+    offsets = arr.offsets.to_numpy()
+    values = arr.values.slice(offsets[0], offsets[-1] - offsets[0]).to_numpy(zero_copy_only=False)
+    return values.astype(dtype, copy=False), offsets - offsets[0]
+
+
+class DeriveRows:
+    """Batch of documents -> the item rows of every (document, partition) with items, and one info row a
+    document (schema PART_ROWS)."""
+
+    def __init__(self, rules: Rules, partitions: int) -> None:
+        self.rules = rules
+        self.partitions = partitions
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        ids = batch.column("id").cast(pa.string())
+        values: list[np.ndarray] = []
+        paras: list[np.ndarray] = []
+        per_doc: list[int] = []
+        counts: list[list[int]] = []
+        keyed: list[list[bool]] = []
+        lengths: list[list[int]] = []
+        for text in batch.column("text").to_pylist():
+            grams, keys, lens = paragraph_items(text or "", self.rules)
+            n = 0
+            for i, (h, key) in enumerate(zip(grams, keys)):
+                # a paragraph's n-grams, then its key: the order decide_document looks them up in
+                values.append(h)
+                paras.append(np.full(len(h), i, np.int32))
+                n += len(h)
+                if key:
+                    values.append(np.array([key], np.uint64))
+                    paras.append(np.array([-1 - i], np.int32))
+                    n += 1
+            per_doc.append(n)
+            counts.append([len(h) for h in grams])
+            keyed.append([bool(k) for k in keys])
+            lengths.append(lens)
+        flat = np.concatenate(values) if values else np.zeros(0, np.uint64)
+        flat_paras = np.concatenate(paras) if paras else np.zeros(0, np.int32)
+        doc = np.repeat(np.arange(len(per_doc), dtype=np.int64), per_doc)
+        part = partition_of(flat, self.partitions)
+        order = np.lexsort((doc, part))  # by partition, then document; stable, so document order within
+        doc, part = doc[order], part[order]
+        starts = np.flatnonzero(np.r_[True, (doc[1:] != doc[:-1]) | (part[1:] != part[:-1])]) if len(doc) else doc
+        offsets = np.r_[starts, len(doc)]
+        doc_ids = xxhash_ids(ids)
+        items = pa.table(
+            {
+                "part": pa.array(part[starts], pa.int32()),
+                "id": ids.take(pa.array(doc[starts])),
+                "hashes": _lists(offsets, flat[order], PART_ROWS.field("hashes").type),
+                "paras": _lists(offsets, flat_paras[order], PART_ROWS.field("paras").type),
+            }
+        )
+        info = pa.table(
+            {
+                "part": pa.array((doc_ids % np.uint64(self.partitions)).astype(np.int32), pa.int32()),
+                "id": ids,
+                "counts": pa.array(counts, pa.list_(pa.int32())),
+                "keyed": pa.array(keyed, pa.list_(pa.bool_())),
+                "lengths": pa.array(lengths, pa.list_(pa.int64())),
+            }
+        )
+        return pa.concat_tables([conform(items, PART_ROWS), conform(info, PART_ROWS)])
+
+
+def xxhash_ids(ids: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    return np.fromiter((xxhash.xxh3_64_intdigest((i or "").encode()) for i in ids.to_pylist()), np.uint64, len(ids))
+
+
+class PartitionPass:
+    """Whole partitions of item rows (and info rows, passed on) -> schema PASSED. Each partition on its own, its
+    rows in id order, through its own Bloom filter sized for its share."""
+
+    def __init__(self, rules: Rules, partitions: int, bits: int | None, fp_rate: float, expected: int | None) -> None:
+        self.rules = rules
+        self.partitions = partitions
+        self.bits = bits  # of all partitions together
+        self.fp_rate = fp_rate
+        self.expected = expected  # of all partitions together
+
+    def make_filter(self, items: int) -> BloomFilter:
+        """The filter of one partition holding `items`: the whole filter's share (size_in_bytes / partitions bytes,
+        or sized for expected_ngrams / partitions), or sized for the partition's own items at fp_rate."""
+        expected = -(-self.expected // self.partitions) if self.expected else items
+        if self.bits is not None:
+            bits = max(64, self.bits // self.partitions)
+            return BloomFilter(bits, hashes_for_bits(bits, expected))
+        return BloomFilter(*bloom_size(expected, self.fp_rate))
+
+    def __call__(self, t: pa.Table) -> pa.Table:
+        info = pc.is_valid(t.column("counts"))
+        out = [conform(t.filter(info), PASSED)]
+        # the item rows by partition, then id: one partition's rows are copied out of the call's at a time
+        order = pc.sort_indices(t, sort_keys=[("part", "ascending"), ("id", "ascending")]).to_numpy()
+        order = order[~info.combine_chunks().to_numpy(zero_copy_only=False)[order]]
+        parts = t.column("part").combine_chunks().to_numpy(zero_copy_only=False)[order]
+        bounds = np.flatnonzero(np.r_[True, parts[1:] != parts[:-1], True]) if len(order) else []
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            out.append(self.one_partition(t.take(pa.array(order[a:b]))))
+        return pa.concat_tables(out)
+
+    def one_partition(self, t: pa.Table) -> pa.Table:
+        values, offsets = _flat(t.column("hashes"), np.uint64)
+        paras, _ = _flat(t.column("paras"), np.int32)
+        bloom = self.make_filter(len(values))
+        hits = check_and_add_all(bloom, values)
+        row = np.repeat(np.arange(t.num_rows, dtype=np.int32), np.diff(offsets))
+        if self.rules.mode == "dolma":
+            # per (row, paragraph): the items that hit; a row is one document's items of this partition
+            key = (row[hits].astype(np.int64) << 32) | (paras[hits].astype(np.int64) + (1 << 31))
+            key, seen = np.unique(key, return_counts=True)
+            rows, p = key >> 32, (key & 0xFFFFFFFF) - (1 << 31)
+            extra = {"seen": seen.astype(np.int32)}
+            repeated = np.zeros(0, np.uint64)
+        else:
+            repeated = np.unique(values[hits])  # H_p: hashes seen before (or false positives)
+            if len(repeated) >= 1 << 32:
+                raise ValueError(f"bloom_dedup: {len(repeated):,} repeated n-grams in one partition: raise partitions")
+            keep, ranks = _ranks(values, repeated)  # pass B: every occurrence of them, the first ones too
+            rows, p = row[keep], paras[keep]
+            extra = {"ranks": ranks}
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else np.zeros(0, np.int64)
+        offs = np.r_[starts, len(rows)]
+        part = t.column("part")[0].as_py()
+        cols = {
+            "id": t.column("id").take(pa.array(rows[starts])),
+            "part": pa.array(np.full(len(starts), part, np.int32)),
+            "paras": _lists(offs, p.astype(np.int32), PASSED.field("paras").type),
+        }
+        for name, v in extra.items():
+            cols[name] = _lists(offs, v, PASSED.field(name).type)
+        summary = pa.table(
+            {"part": [part], "bits": [bloom.bits], "k": [bloom.k], "items": [len(values)], "repeated": [len(repeated)]}
+        )
+        return pa.concat_tables([conform(pa.table(cols), PASSED), conform(summary, PASSED)])
+
+
+def _ranks(values: np.ndarray, sorted_set: np.ndarray, chunk: int = 1 << 20) -> tuple[np.ndarray, np.ndarray]:
+    """Which values are in sorted_set (unique, sorted), and the rank there of those that are; in chunks
+    (searchsorted's int64 positions for one chunk at a time)."""
+    keep = np.zeros(len(values), bool)
+    ranks: list[np.ndarray] = []
+    if not len(sorted_set):
+        return keep, np.zeros(0, np.uint32)
+    for s in range(0, len(values), chunk):
+        v = values[s : s + chunk]
+        at = np.minimum(np.searchsorted(sorted_set, v), len(sorted_set) - 1)
+        hit = sorted_set[at] == v
+        keep[s : s + chunk] = hit
+        ranks.append(at[hit].astype(np.uint32))
+    return keep, np.concatenate(ranks)
+
+
+class MergeDocs:
+    """Whole id groups of PASSED rows (info rows and partition results) -> dolma: decision rows (DECISIONS);
+    bff: one row for each document with repeated n-grams (merge_bff)."""
+
+    def __init__(self, rules: Rules, first_index: np.ndarray | None = None) -> None:
+        self.rules = rules
+        # bff: partition p's repeated hashes are numbered from first_index[p] on (the sum of the earlier ones)
+        self.first_index = first_index
+
+    def __call__(self, t: pa.Table) -> pa.Table:
+        results = pc.is_valid(t.column("paras"))
+        # a document without any partition result is unchanged (nothing seen), unless Dolma's threshold is 0
+        if not (self.rules.mode == "dolma" and self.rules.threshold <= 0):
+            t = t.filter(pc.is_in(t.column("id"), value_set=pc.unique(t.column("id").filter(results))))
+        t = t.take(pc.sort_indices(t, sort_keys=[("id", "ascending")]))
+        if self.rules.mode == "bff":
+            return self.merge_bff(t, self.first_index)
+        rows: dict[str, list[Any]] = {name: [] for name in DECISIONS.names}
+        ids = t.column("id").to_pylist()
+        has = pc.is_valid(t.column("paras")).combine_chunks().to_numpy(zero_copy_only=False)
+        paras = t.column("paras").to_pylist()
+        seens = t.column("seen").to_pylist()
+        counts = t.column("counts").to_pylist()
+        keyed = t.column("keyed").to_pylist()
+        lengths = t.column("lengths").to_pylist()
+        at = 0
+        while at < len(ids):
+            end = at + 1
+            while end < len(ids) and ids[end] == ids[at]:
+                end += 1
+            me = next(j for j in range(at, end) if counts[j] is not None)
+            results_of = [(paras[j], seens[j]) for j in range(at, end) if has[j]]
+            self.decide_dolma(rows, ids[at], results_of, counts[me], keyed[me], lengths[me])
+            at = end
+        return decision_table(rows)
+
+    @staticmethod
+    def merge_bff(t: pa.Table, first_index: np.ndarray) -> pa.Table:
+        """Rows sorted by id (each document: its info row and its partitions' occurrence rows) -> one row a
+        document: its occurrences in paragraph order, each as the number of its hash among all repeated ones
+        (numpy over all documents at once)."""
+        info = pc.is_valid(t.column("counts"))
+        docs = t.filter(info)  # one a document, in id order
+        items = t.filter(pc.invert(info))
+        ranks, offsets = _flat(items.column("ranks"), np.uint32)
+        paras, _ = _flat(items.column("paras"), np.int32)
+        wide = np.uint64 if first_index[-1] >= 1 << 32 else np.uint32
+        base = first_index[items.column("part").to_numpy()].astype(wide)
+        index = np.repeat(base, np.diff(offsets)) + ranks.astype(wide)
+        # each item's document: the rank of its row's id among the documents' ids
+        doc_of_row = pc.index_in(items.column("id"), value_set=docs.column("id").combine_chunks())
+        doc = np.repeat(doc_of_row.to_numpy().astype(np.int32), np.diff(offsets))
+        order = np.lexsort((paras, doc))  # by document, then paragraph
+        sizes = np.bincount(doc, minlength=docs.num_rows)
+        bounds = np.r_[0, np.cumsum(sizes)]
+        return pa.table(
+            {
+                "id": docs.column("id"),
+                "paras": _lists(bounds, paras[order], pa.list_(pa.int32())),
+                "index": _lists(bounds, index[order], pa.list_(pa.from_numpy_dtype(wide))),
+                "counts": docs.column("counts"),
+                "lengths": docs.column("lengths"),
+            }
+        )
+
+    def decide_dolma(
+        self,
+        rows: dict[str, list[Any]],
+        doc_id: str,
+        results: list[tuple[list[int], list[int]]],
+        counts: list[int],
+        keyed: list[bool],
+        lengths: list[int],
+    ) -> None:
+        """decide_document's dolma rules on the seen counts summed over partitions."""
+        seen = [0] * len(counts)
+        key_hit = [0] * len(counts)
+        for ps, ss in results:
+            for p, s in zip(ps, ss):
+                if p >= 0:
+                    seen[p] += s
+                else:
+                    key_hit[-1 - p] += s
+        threshold = self.rules.threshold
+        removed: list[int] = []
+        for i, n in enumerate(counts):
+            if keyed[i]:
+                if (1.0 if key_hit[i] else 0.0) >= threshold:
+                    removed.append(i)
+            elif seen[i] / n >= threshold:
+                removed.append(i)
+        seen_total, total = sum(seen), sum(counts)
+        dt = self.rules.document_threshold
+        whole = dt is not None and total > 0 and seen_total / total > dt
+        if removed or whole:
+            add_decision(rows, doc_id, removed, whole, lengths, seen_total, total)
+
+
+def with_constant_key(t: pa.Table) -> pa.Table:
+    return t.append_column("__all__", pa.array(np.zeros(t.num_rows, np.int8)))
+
+
+class SequentialBff:
+    """All merge_bff rows (one call) -> decision rows: BFF's old-both in id order over the repeated n-grams, with an
+    exact set of the inserted ones (a bool a repeated hash, by its number)."""
+
+    def __init__(self, rules: Rules, repeated: int) -> None:
+        self.rules = rules
+        self.repeated = repeated  # distinct repeated hashes, over all partitions
+
+    def __call__(self, t: pa.Table) -> pa.Table:
+        # the rows stay where they are (no sorted copy): visited in id order through their offsets
+        order = pc.sort_indices(t, sort_keys=[("id", "ascending")]).to_numpy()
+        index, offsets = _flat(t.column("index"), t.schema.field("index").type.value_type.to_pandas_dtype())
+        paras, _ = _flat(t.column("paras"), np.int32)
+        inserted = np.zeros(self.repeated, bool)
+        ids = t.column("id").to_pylist()
+        flat_counts, count_at = _flat(t.column("counts"), np.int64)
+        flat_lengths, length_at = _flat(t.column("lengths"), np.int64)
+        threshold, dt = self.rules.threshold, self.rules.document_threshold
+        # the runs of one paragraph (each row's occurrences are in paragraph order): start, end, paragraph; and
+        # each row's first run
+        change = np.ones(len(paras), bool)
+        change[1:] = paras[1:] != paras[:-1]
+        change[offsets[:-1][offsets[:-1] < len(paras)]] = True
+        starts = np.flatnonzero(change)
+        run_para = paras[starts].tolist()
+        run_bounds = np.r_[starts, len(paras)].tolist()
+        first_run = np.searchsorted(starts, offsets).tolist()
+        rows: dict[str, list[Any]] = {name: [] for name in DECISIONS.names}
+        for d in order.tolist():
+            removed: list[int] = []
+            seen_total = 0
+            doc_counts = flat_counts[count_at[d] : count_at[d + 1]].tolist()
+            for r in range(first_run[d], first_run[d + 1]):
+                para = run_para[r]
+                grams = index[run_bounds[r] : run_bounds[r + 1]]
+                seen = int(np.count_nonzero(inserted[grams]))
+                if seen / doc_counts[para] > threshold:
+                    removed.append(para)
+                else:
+                    inserted[grams] = True
+                seen_total += seen
+            total = sum(doc_counts)
+            whole = dt is not None and total > 0 and seen_total / total > dt
+            if removed or whole:
+                lengths = flat_lengths[length_at[d] : length_at[d + 1]].tolist()
+                add_decision(rows, ids[d], removed, whole, lengths, seen_total, total)
+        return decision_table(rows)
+
+
+def summary_rows(t: pa.Table) -> pa.Table:
+    return t.filter(pc.is_null(t.column("id"))).select(["part", "bits", "k", "items", "repeated"])
+
+
+def first_index(summary: pa.Table, partitions: int) -> np.ndarray:
+    """Where each partition's numbers of repeated hashes start (and, last, how many there are in all)."""
+    sizes = np.zeros(partitions, np.int64)
+    if summary.num_rows:
+        np.add.at(sizes, summary.column("part").to_numpy(), summary.column("repeated").to_numpy())
+    return np.r_[0, np.cumsum(sizes)]
+
+
+def only_results(t: pa.Table) -> pa.Table:
+    return t.filter(pc.is_valid(t.column("id")))
+
+
+def partitioned_pass_in_process(stage: BloomDedup, batches: list[pa.Table]) -> tuple[pa.Table, pa.Table]:
+    """The global pass's steps in this process, each step's function called once on everything (as the local
+    runner calls them): (decision rows, summary rows). For the tests and the bench."""
+    derive = DeriveRows(stage.rules, stage.partitions)
+    rows = pa.concat_tables([derive(b) for b in batches if b.num_rows])
+    passed = stage.partition_pass()(rows)
+    summary = summary_rows(passed)
+    first = first_index(summary, stage.partitions)
+    decisions = MergeDocs(stage.rules, first)(only_results(passed))
+    if stage.mode == "bff":
+        merged = decisions
+        decisions = decision_table({name: [] for name in DECISIONS.names})
+        if merged.num_rows:
+            decisions = SequentialBff(stage.rules, int(first[-1]))(merged)
+    return decisions, summary
 
 
 def only_decisions(t: pa.Table) -> pa.Table:
-    return t.filter(pc.is_valid(t.column("id"))).select(["id", DROP, REASON, CHARS])
+    return t.select(["id", DROP, REASON, CHARS])
 
 
 def decision_counts(t: pa.Table) -> pa.Table:
-    """Per piece of the decisions: paragraphs removed, characters removed, documents rejected by reason, and the
-    summary row's filter size."""
-    dec = t.filter(pc.is_valid(t.column("id")))
-    summary = t.filter(pc.is_null(t.column("id")))
-    reason = dec.column(REASON)
-    rewritten = pc.is_null(reason)
+    """Per piece of the decisions: paragraphs removed, characters removed, documents rewritten."""
+    rewritten = pc.is_null(t.column(REASON))
     return pa.table(
         {
-            "paragraphs_removed": [int(pc.sum(pc.list_value_length(dec.column(DROP))).as_py() or 0)],
-            "chars_removed": [int(pc.sum(dec.column(CHARS).filter(rewritten)).as_py() or 0)],
+            "paragraphs_removed": [int(pc.sum(pc.list_value_length(t.column(DROP))).as_py() or 0)],
+            "chars_removed": [int(pc.sum(t.column(CHARS).filter(rewritten)).as_py() or 0)],
             "docs_rewritten": [int(pc.sum(rewritten).as_py() or 0)],
-            "bits": [int(pc.sum(summary.column("__bloom_seen")).as_py() or 0)],
-            "hashes": [int(pc.sum(summary.column("__bloom_total")).as_py() or 0)],
-            "items": [int(pc.sum(summary.column(CHARS)).as_py() or 0)],
         }
     )
+
+
+def _total(t: pa.Table, column: str, how: str = "sum") -> int:
+    if not t.num_rows:
+        return 0
+    return int((pc.sum if how == "sum" else pc.max)(t.column(column)).as_py() or 0)
 
 
 class Rewrite:
@@ -326,9 +700,20 @@ class BloomDedup(GlobalStage):
     text is rejected as `empty_after_dedup`. Counters: paragraphs_removed, chars_removed, docs_rewritten,
     bloom_bits, bloom_hashes, bloom_items.
 
-    Memory: the filter holds m = -n ln(fp_rate) / (ln 2)^2 bits (9.6 bits an n-gram at 0.01) with k = (m/n) ln 2
+    Memory: a filter holds m = -n ln(fp_rate) / (ln 2)^2 bits (9.6 bits an n-gram at 0.01) with k = (m/n) ln 2
     hashes, n = `expected_ngrams` or, when not given, the n-gram count of the input; `size_in_bytes` sets m
-    directly (k then follows from n). The one ordered task also holds the input's n-gram hashes (8 bytes a word).
+    directly (k then follows from n). The n-gram space is cut into `partitions` by hash, each with its own filter of
+    m/partitions bits, run in its own task: per worker about (8 bytes × n-grams + filter bits / 8) / partitions,
+    plus 4 bytes an n-gram for its paragraph index (when the engine's `shuffle_partitions` is at least `partitions`;
+    a shuffle call holds 1/shuffle_partitions of the rows, so with fewer several partitions share a call, run one
+    after the other). Mode dolma is exact apart from false positives. Mode bff finds, per partition, the n-grams
+    that occur more than once, then runs BFF's sequential rule in one task over those occurrences only, with an exact
+    set: it decides as BFF with an exact filter (no false positives); that task holds about 8 bytes a repeated
+    n-gram occurrence (its number among the repeated n-grams and its paragraph) and a byte a distinct one. At 10^9
+    documents of ~1,000 words (~10^12 n-grams): 8 TB of hashes, 4 TB of paragraph indices and a 1.2 TB filter at
+    0.01, so about 3.2 GB a task at 4,096 partitions (13 GB at 1,024; 825 GB at the default 16, which suits ~10^7
+    documents); bff's sequential task needs ~0.8 TB per 10% of n-gram occurrences that repeat (a third repeat in
+    the bench's generated documents), which bounds bff at that scale, not the partitions.
     """
 
     name = "bloom_dedup"
@@ -357,6 +742,9 @@ class BloomDedup(GlobalStage):
     size_in_bytes: int | None = None
     # Seed of the word hashes.
     seed: int = 0
+    # Hash partitions of the n-gram space: each runs in its own task with its own filter (1/partitions of the
+    # filter's bits), so a task holds about 1/partitions of the input's n-gram hashes.
+    partitions: int = 16
     # Keep the paragraphs cut from each document in the column `bloom_dedup_cut` (what `curate explain` shows);
     # false: the column stays null (a smaller output).
     record_cuts: bool = True
@@ -380,6 +768,8 @@ class BloomDedup(GlobalStage):
             raise ConfigError("bloom_dedup: expected_ngrams must be at least 1")
         if self.size_in_bytes is not None and self.size_in_bytes < 1:
             raise ConfigError("bloom_dedup: size_in_bytes must be at least 1")
+        if isinstance(self.partitions, bool) or not 1 <= self.partitions <= 1 << 16:
+            raise ConfigError(f"bloom_dedup: partitions must be between 1 and 65536, got {self.partitions}")
         if not 0 <= self.seed < 2**63:
             raise ConfigError(f"bloom_dedup: seed must be between 0 and 2^63 - 1, got {self.seed}")
 
@@ -389,24 +779,26 @@ class BloomDedup(GlobalStage):
             self.mode, self.ngram, self.min_ngram or self.ngram, self.threshold, self.document_threshold, self.seed
         )
 
-    def ordered_pass(self) -> OrderedPass:
+    def partition_pass(self) -> PartitionPass:
         bits = None if self.size_in_bytes is None else self.size_in_bytes * 8
-        return OrderedPass(self.rules, bits, self.fp_rate, self.expected_ngrams)
+        return PartitionPass(self.rules, self.partitions, bits, self.fp_rate, self.expected_ngrams)
 
     def apply_global(self, docs: Docs) -> Docs:
-        items = docs.derive(DeriveItems(self.rules)).map_batches(with_constant_key)
-        decisions = items.group_by("__all__", self.ordered_pass()).materialize()
+        rows = docs.derive(DeriveRows(self.rules, self.partitions))
+        passed = rows.group_by("part", self.partition_pass()).materialize()
+        summary = passed.map_batches(summary_rows).collect()
+        first = first_index(summary, self.partitions)
+        merged = passed.map_batches(only_results).group_by("id", MergeDocs(self.rules, first))
+        if self.mode == "bff":
+            sequential = SequentialBff(self.rules, int(first[-1]))
+            merged = merged.map_batches(with_constant_key).group_by("__all__", sequential)
+        decisions = merged.materialize()
         counts = decisions.map_batches(decision_counts).collect()
-        for name, counter in (
-            ("paragraphs_removed", "paragraphs_removed"),
-            ("chars_removed", "chars_removed"),
-            ("docs_rewritten", "docs_rewritten"),
-            ("bits", "bloom_bits"),
-            ("hashes", "bloom_hashes"),
-            ("items", "bloom_items"),
-        ):
-            total = int(pc.sum(counts.column(name)).as_py() or 0) if counts.num_rows else 0
-            self.count(counter, total)
+        for name in ("paragraphs_removed", "chars_removed", "docs_rewritten"):
+            self.count(name, _total(counts, name))
+        self.count("bloom_bits", _total(summary, "bits"))
+        self.count("bloom_hashes", _total(summary, "k", "max"))
+        self.count("bloom_items", _total(summary, "items"))
         return docs.join(decisions.map_batches(only_decisions), on="id").map_batches(
             Rewrite(cut_column(self.name) if self.record_cuts else None)
         )

@@ -180,6 +180,29 @@ class BloomFilter:
         return float(np.unpackbits(self.array).sum()) / self.bits
 
 
+# check_and_add over this many items at a time: its temporaries are ~50 k bytes an item (the k positions, their sort)
+CHUNK = 1 << 17
+
+
+def check_and_add_all(bloom: ItemSet, items: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
+    """check_and_add over `items` in order, in chunks (the answer does not depend on the chunking)."""
+    if len(items) <= chunk:
+        return bloom.check_and_add(items)
+    return np.concatenate([bloom.check_and_add(items[s : s + chunk]) for s in range(0, len(items), chunk)])
+
+
+def partition_of(items: np.ndarray, partitions: int) -> np.ndarray:
+    """The hash partition (0 .. partitions - 1) of each item hash: a remix of the hash (a multiply and a fold that the
+    filter's double hashing does not share), so that one partition's items still spread over all of its filter's
+    bits. Equal items always fall in the same partition."""
+    if partitions == 1:
+        return np.zeros(len(items), np.int32)
+    with np.errstate(over="ignore"):
+        x = items.astype(np.uint64, copy=False) * np.uint64(0xD6E8FEB86659FD93)
+        x ^= x >> np.uint64(32)
+        return (x % np.uint64(partitions)).astype(np.int32)
+
+
 class ExactSet:
     """The exact reference for tests and the bench: a Python set where the Bloom filter would be (no false
     positives), with the same interface."""

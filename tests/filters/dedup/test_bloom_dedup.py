@@ -20,7 +20,7 @@ from curate.errors import ConfigError
 from curate.report.html import write_report
 from curate.report.inspect import explain
 from curate.report.output import RunOutput
-from curate_filters.dedup.bloom import BloomDedup, DeriveItems, Rewrite, run_pass
+from curate_filters.dedup.bloom import BloomDedup, DeriveItems, Rewrite, partitioned_pass_in_process, run_pass
 from curate_filters.dedup.bloom_filter import BloomFilter, ExactSet, bloom_size, tokens
 
 USES = "bloom_dedup"
@@ -31,15 +31,17 @@ def words(prefix: str, n: int) -> str:
 
 
 def decide(docs: dict[str, str], exact: bool = False, **params) -> dict[str, tuple[list[int], str | None]]:
-    """id -> (removed paragraphs, reason) for the documents the stage changes (its ordered pass, in-process)."""
+    """id -> (removed paragraphs, reason) for the documents the stage changes: its partitioned pass in-process, or
+    (exact) the reference: one ordered pass over an exact set."""
     stage = BloomDedup(**params)
     batch = pa.table({"id": list(docs), "text": list(docs.values())})
-    items = DeriveItems(stage.rules)(batch)
     if exact:
+        items = DeriveItems(stage.rules)(batch)
         out = run_pass(items.take(pa.compute.sort_indices(items, [("id", "ascending")])), stage.rules, ExactSet())
     else:
-        out = stage.ordered_pass()(items)
-    return {r["id"]: (r["__bloom_drop"], r["__bloom_reason"]) for r in out.to_pylist() if r["id"] is not None}
+        # in batches of 7, as the runners hand them over
+        out = partitioned_pass_in_process(stage, [batch.slice(s, 7) for s in range(0, batch.num_rows, 7)])[0]
+    return {r["id"]: (r["__bloom_drop"], r["__bloom_reason"]) for r in out.to_pylist()}
 
 
 # -- the filter ------------------------------------------------------------------------------------------------------
@@ -65,7 +67,11 @@ def test_bloom_size_follows_the_formula():
     bits, k = bloom_size(1_000_000, 0.01)
     assert bits == 9_585_059 and k == 7  # m = -n ln p / ln(2)^2, k = m/n ln 2
     assert bloom_size(1_000_000, 0.001) == (14_377_588, 10)
-    assert BloomDedup(size_in_bytes=1000).ordered_pass().make_filter(800).bits == 8000
+    assert BloomDedup(size_in_bytes=1000, partitions=1).partition_pass().make_filter(800).bits == 8000
+    # each partition's filter is its share of the whole: size_in_bytes / partitions, or expected_ngrams / partitions
+    assert BloomDedup(size_in_bytes=1000, partitions=4).partition_pass().make_filter(800).bits == 2000
+    assert BloomDedup(expected_ngrams=4_000_000, partitions=4).partition_pass().make_filter(5).bits == 9_585_059
+    assert BloomDedup(partitions=4).partition_pass().make_filter(1_000_000).bits == 9_585_059
 
 
 def test_sequential_lookup_in_one_step_equals_the_loop_even_with_collisions():
@@ -173,6 +179,109 @@ def test_bad_parameters_are_config_errors(params):
         BloomDedup(**params)
 
 
+# -- the partitioned pass ---------------------------------------------------------------------------------------------
+
+
+def brute_force_bff(
+    docs: dict[str, str], ngram: int = 13, min_ngram: int | None = None, threshold: float = 0.8, document_threshold=0.8
+) -> dict[str, tuple[list[int], str | None]]:
+    """BFF (old-both) with an exact set of word-tuple n-grams, in plain Python over the documents in id order."""
+    seen: set[tuple[str, ...]] = set()
+    out: dict[str, tuple[list[int], str | None]] = {}
+    for doc_id in sorted(docs):
+        paras = docs[doc_id].split("\n")
+        removed: list[int] = []
+        seen_total = total = 0
+        for i, p in enumerate(paras):
+            w = tokens(p)
+            if len(w) >= ngram:
+                grams = [tuple(w[j : j + ngram]) for j in range(len(w) - ngram + 1)]
+            elif len(w) >= (min_ngram or ngram):
+                grams = [tuple(w)]
+            else:
+                continue
+            hit = sum(g in seen for g in grams)
+            if hit / len(grams) > threshold:
+                removed.append(i)
+            else:
+                seen.update(grams)
+            seen_total += hit
+            total += len(grams)
+        whole = document_threshold is not None and total > 0 and seen_total / total > document_threshold
+        if removed or whole:
+            left = [i for i in range(len(paras)) if i not in removed]
+            reason = (
+                "duplicate_ngrams" if whole else (None if any(paras[i].strip() for i in left) else "empty_after_dedup")
+            )
+            out[doc_id] = (removed, reason)
+    return out
+
+
+def _mixed_docs(n: int = 120, seed: int = 2) -> dict[str, str]:
+    """Planted repeats (whole paragraphs, whole documents, near copies), short repeated lines, blank lines and an
+    empty document."""
+    rng = random.Random(seed)
+    docs = {r["id"]: r["text"] for r in _planted_rows(n, seed)}
+    short = ["Share this page", "Read more about it here now", "  ", ""]
+    for i, doc_id in enumerate(sorted(docs)):
+        paras = docs[doc_id].split("\n")
+        if i % 3 == 0:
+            paras.insert(rng.randrange(len(paras) + 1), rng.choice(short))
+        if i % 7 == 0:  # a near copy of an earlier paragraph: one word changed
+            donor = docs[sorted(docs)[rng.randrange(i + 1)]].split("\n")[0].split(" ")
+            donor[len(donor) // 2] = "changed"
+            paras.append(" ".join(donor))
+        docs[doc_id] = "\n".join(paras)
+    docs["doc-empty"] = ""
+    return docs
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"min_ngram": 3, "threshold": 0.5},
+        {"ngram": 5, "document_threshold": None, "fp_rate": 0.2},  # a poor filter: the pass stays exact
+    ],
+)
+def test_bff_decisions_equal_a_brute_force_reference_for_any_partitions(params):
+    docs = _mixed_docs()
+    ref_params = {k: v for k, v in params.items() if k != "fp_rate"}
+    want = brute_force_bff(docs, **ref_params)
+    assert len(want) > 10 and any(why for _, why in want.values())  # rewritten and rejected documents
+    for partitions in (1, 4, 16):
+        assert decide(docs, partitions=partitions, **params) == want, partitions
+    assert decide(docs, exact=True, **params) == want  # the single-pass reference agrees
+
+
+def test_dolma_decisions_are_the_same_for_any_partitions():
+    docs = _mixed_docs()
+    params = {"mode": "dolma", "document_threshold": None, "fp_rate": 1e-6}
+    want = decide(docs, exact=True, **params)
+    assert len(want) > 10
+    for partitions in (1, 4, 16):
+        assert decide(docs, partitions=partitions, **params) == want, partitions
+    # with the document rule and Dolma's threshold at 0 (every paragraph goes, seen or not)
+    params = {"mode": "dolma", "document_threshold": 0.5, "fp_rate": 1e-6}
+    for extra in ({}, {"threshold": 0.0}):
+        want = decide(docs, exact=True, **params, **extra)
+        assert [decide(docs, partitions=p, **params, **extra) for p in (1, 4, 16)] == [want] * 3
+
+
+def test_partitions_split_the_items_and_the_filter():
+    docs = _mixed_docs()
+    batch = pa.table({"id": list(docs), "text": list(docs.values())})
+    summaries = {}
+    for partitions in (1, 4, 16):
+        stage = BloomDedup(partitions=partitions, size_in_bytes=1 << 16)
+        summaries[partitions] = partitioned_pass_in_process(stage, [batch])[1].to_pydict()
+    items = sum(summaries[1]["items"])
+    for partitions, summary in summaries.items():
+        assert len(summary["items"]) == partitions and sum(summary["items"]) == items
+        assert max(summary["items"]) < 1.5 * items / partitions  # an even spread
+        assert set(summary["bits"]) == {(1 << 19) // partitions}
+
+
 # -- a pipeline ------------------------------------------------------------------------------------------------------
 
 PIPE = f"""
@@ -232,7 +341,9 @@ def test_a_pipeline_rewrites_rejects_and_counts(make_workdir, capsys):
     assert removed > 5 and len(rejected) >= 3  # the planted copies were found
     assert counters["paragraphs_removed"] == removed + sum(len(want[r["id"]][0]) for r in rejected)
     assert counters["chars_removed"] == chars and counters["docs_rewritten"] == len([i for i in want if not want[i][1]])
-    assert counters["bloom_bits"] == bloom_size(counters["bloom_items"], 0.001)[0]
+    # one filter a partition, each sized for its own items: the sum is the whole's size but for rounding
+    assert abs(counters["bloom_bits"] - bloom_size(counters["bloom_items"], 0.001)[0]) < 16
+    assert counters["bloom_hashes"] == bloom_size(counters["bloom_items"], 0.001)[1]
     # what was cut stays beside each document, and `curate explain` shows it
     cut = {r["id"]: r["bloom_dedup_cut"] for r in pq.read_table(wd / "out" / "data").to_pylist()}
     for r in kept:
@@ -251,12 +362,14 @@ def test_a_pipeline_rewrites_rejects_and_counts(make_workdir, capsys):
 
 @pytest.mark.ray
 @pytest.mark.e2e
-def test_local_and_ray_runners_write_the_same_output(make_workdir, ray_session, monkeypatch):
+@pytest.mark.parametrize("extra", ["", ", mode: dolma, document_threshold: null, partitions: 4"])
+def test_local_and_ray_runners_write_the_same_output(make_workdir, ray_session, monkeypatch, extra):
     from curate.engine import ray_docs
 
     monkeypatch.setattr(ray_docs, "SMALL_GROUP_BYTES", 0)  # every group_by a hash shuffle over several blocks
     rows = _planted_rows(80, seed=11)
-    wd = make_workdir(docs={f"in/p{k}.parquet": rows[k * 20 : (k + 1) * 20] for k in range(4)}, pipeline=PIPE)
+    pipe = PIPE.replace("fp_rate: 0.001", "fp_rate: 0.001" + extra)
+    wd = make_workdir(docs={f"in/p{k}.parquet": rows[k * 20 : (k + 1) * 20] for k in range(4)}, pipeline=pipe)
     local = engine.run(config.load("p.yaml", output_path="local"), runner="local")
     ray = engine.run(config.load("p.yaml", output_path="ray"), runner="ray")
     assert local["conserved"] and ray["conserved"]
