@@ -13,6 +13,7 @@ import sys
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
@@ -20,7 +21,7 @@ import pyarrow as pa
 from curate.config import Pipeline
 from curate.engine import embedded
 from curate.engine.globals import GlobalContext, run_global
-from curate.engine.isolate import Limits, limits_for
+from curate.engine.isolate import limits_for
 from curate.engine.plan import PhaseJob, Segment
 from curate.engine.ray_docs import RayDocs
 from curate.engine.read import read_unit
@@ -169,19 +170,11 @@ SHUFFLE_INPUT_BATCH_BYTES = 128 << 20
 
 
 class _SegmentActor:
-    """An actor of a stateful segment: builds and sets up its stages once."""
+    """An actor of a stateful segment: builds and sets up its stages once (`make`: the segment's SegmentRunner)."""
 
-    def __init__(
-        self,
-        specs: list,
-        reporter: RayReporter,
-        max_errors: int,
-        show_logs: bool,
-        limits: Limits | None,
-        tokenizer: str | None = None,
-    ) -> None:
+    def __init__(self, make: Callable[[], SegmentRunner], show_logs: bool) -> None:
         worker_logging(show_logs)
-        self.runner = SegmentRunner(specs, reporter, max_errors, limits, tokenizer)
+        self.runner = make()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return self.runner(batch)
@@ -194,25 +187,14 @@ _RUNNERS: dict[str, SegmentRunner] = {}
 
 class _SegmentTask:
     """A segment run as tasks. An instance (not a class), so Ray runs it as tasks; it reaches the process-wide
-    cache through this module's globals when called, so its stages are built once per worker process."""
+    cache through this module's globals when called, so its stages are built once per worker process (`make`: the
+    segment's SegmentRunner)."""
 
-    def __init__(
-        self,
-        specs: list,
-        reporter: RayReporter,
-        max_errors: int,
-        show_logs: bool,
-        limits: Limits | None,
-        tokenizer: str | None = None,
-    ) -> None:
+    def __init__(self, make: Callable[[], SegmentRunner], show_logs: bool, name: str) -> None:
         self.token = uuid.uuid4().hex
-        self.specs = specs
-        self.reporter = reporter
-        self.max_errors = max_errors
+        self.make = make
         self.show_logs = show_logs
-        self.limits = limits
-        self.tokenizer = tokenizer
-        self.__name__ = "+".join(s.id for s in specs)  # Ray names the operator after the function
+        self.__name__ = name  # Ray names the operator after the function
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         runner = _RUNNERS.get(self.token)
@@ -220,8 +202,7 @@ class _SegmentTask:
             worker_logging(self.show_logs)
             while len(_RUNNERS) >= 4:  # a worker outlives runs: older segments' runners (and children) go
                 _RUNNERS.pop(next(iter(_RUNNERS)))._sandbox.close()
-            runner = SegmentRunner(self.specs, self.reporter, self.max_errors, self.limits, self.tokenizer)
-            _RUNNERS[self.token] = runner
+            runner = _RUNNERS[self.token] = self.make()
         return runner(batch)
 
 
@@ -356,27 +337,23 @@ class RayExecutor:
         if res:
             opts["resources"] = res
         limits = limits_for(seg.specs, engine)
+        # the segment's runner, built where it runs (an actor, or once per worker process for tasks)
+        make = partial(
+            SegmentRunner, seg.specs, self.reporter, engine.max_stage_errors, limits, self.pipeline.output.tokenizer
+        )
         if seg.in_actors:
             # A dead actor is restarted and its batch run again, task_retries times (Ray's default: forever).
             opts["max_restarts"] = opts["max_task_retries"] = engine.task_retries
             with _remote_args_allowed():
                 return ds.map_batches(
                     _SegmentActor,
-                    fn_constructor_args=(
-                        seg.specs,
-                        self.reporter,
-                        engine.max_stage_errors,
-                        verbose(),
-                        limits,
-                        self.pipeline.output.tokenizer,
-                    ),
+                    fn_constructor_args=(make, verbose()),
                     compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
                     **opts,
                 )
         if seg.kind == "row":
             opts["max_retries"] = engine.task_retries  # a dead worker's task runs again this often, not forever
-            tokenizer = self.pipeline.output.tokenizer
-            task = _SegmentTask(seg.specs, self.reporter, engine.max_stage_errors, verbose(), limits, tokenizer)
+            task = _SegmentTask(make, verbose(), "+".join(s.id for s in seg.specs))
             with _remote_args_allowed():
                 return ds.map_batches(task, **opts)
         ctx = GlobalContext(seg.specs[0], self.reporter, writer, limits_for(seg.specs, engine), engine.batch_rows)
